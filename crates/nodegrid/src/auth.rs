@@ -229,8 +229,8 @@ impl MinioJwt {
         };
         let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let signing_input = format!("{header}.{claims}");
-        let sig = hmac_sign("HS512", secret_key.as_bytes(), signing_input.as_bytes())
-            .unwrap_or_default();
+        let sig =
+            hmac_sign("HS512", secret_key.as_bytes(), signing_input.as_bytes()).unwrap_or_default();
         let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
         MinioJwt {
             access_key,
@@ -249,7 +249,8 @@ impl TokenSource for MinioJwt {
 impl TokenValidator for MinioJwt {
     fn validate(&self, token: &str) -> Result<(), AuthError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::InvalidToken);
         };
@@ -265,7 +266,9 @@ impl TokenValidator for MinioJwt {
             &token.as_bytes()[..signing_input_len],
         )
         .ok_or(AuthError::InvalidToken)?;
-        let got = URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::InvalidToken)?;
+        let got = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| AuthError::InvalidToken)?;
         if !bool::from(expected.ct_eq(&got)) {
             return Err(AuthError::InvalidToken);
         }
@@ -302,8 +305,14 @@ mod tests {
         let t = a.token();
         assert_eq!(t.split('.').count(), 3);
         a.validate(&t).unwrap();
-        assert_eq!(Auth::minio_jwt("ak", "sk2").validate(&t), Err(AuthError::InvalidToken));
-        assert_eq!(Auth::minio_jwt("ak2", "sk").validate(&t), Err(AuthError::InvalidToken));
+        assert_eq!(
+            Auth::minio_jwt("ak", "sk2").validate(&t),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            Auth::minio_jwt("ak2", "sk").validate(&t),
+            Err(AuthError::InvalidToken)
+        );
         assert_eq!(a.validate("garbage"), Err(AuthError::InvalidToken));
         assert_eq!(a.validate("a.b.c.d"), Err(AuthError::InvalidToken));
         // Tampered claims.
@@ -324,9 +333,16 @@ mod tests {
             format!("{input}.{s}")
         };
         let a = Auth::minio_jwt("ak", "sk");
-        a.validate(&sign("HS256", r#"{"exp":99999999999,"accessKey":"ak"}"#)).unwrap();
-        assert_eq!(a.validate(&sign("HS512", r#"{"exp":1,"sub":"ak"}"#)), Err(AuthError::Expired));
-        assert_eq!(a.validate(&sign("none", r#"{"sub":"ak"}"#)), Err(AuthError::InvalidToken));
+        a.validate(&sign("HS256", r#"{"exp":99999999999,"accessKey":"ak"}"#))
+            .unwrap();
+        assert_eq!(
+            a.validate(&sign("HS512", r#"{"exp":1,"sub":"ak"}"#)),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            a.validate(&sign("none", r#"{"sub":"ak"}"#)),
+            Err(AuthError::InvalidToken)
+        );
     }
 
     #[test]
@@ -335,9 +351,18 @@ mod tests {
         let now = SystemTime::now();
         let th = time_header_value(now);
         a.check_http(Some("Bearer s3cret"), Some(&th), now).unwrap();
-        assert_eq!(a.check_http(Some("Bearer nope"), Some(&th), now), Err(AuthError::InvalidToken));
-        assert_eq!(a.check_http(None, Some(&th), now), Err(AuthError::MissingToken));
-        assert_eq!(a.check_http(Some("Bearer s3cret"), None, now), Err(AuthError::BadTimeHeader));
+        assert_eq!(
+            a.check_http(Some("Bearer nope"), Some(&th), now),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            a.check_http(None, Some(&th), now),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            a.check_http(Some("Bearer s3cret"), None, now),
+            Err(AuthError::BadTimeHeader)
+        );
         let late = now + Duration::from_secs(16 * 60);
         assert!(matches!(
             a.check_http(Some("Bearer s3cret"), Some(&th), late),

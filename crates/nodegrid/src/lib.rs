@@ -11,5 +11,5 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod wire;
 pub mod auth;
+pub mod wire;

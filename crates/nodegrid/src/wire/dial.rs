@@ -39,12 +39,24 @@ mod tests {
 
     #[test]
     fn spec_examples() {
-        assert_eq!(hash_concat("http://10.0.0.1:9000", "http://10.0.0.2:9000"), 0xcc1635150e74eba3);
-        assert_eq!(hash_concat("http://10.0.0.2:9000", "http://10.0.0.1:9000"), 0xd0cb31a939f21921);
+        assert_eq!(
+            hash_concat("http://10.0.0.1:9000", "http://10.0.0.2:9000"),
+            0xcc1635150e74eba3
+        );
+        assert_eq!(
+            hash_concat("http://10.0.0.2:9000", "http://10.0.0.1:9000"),
+            0xd0cb31a939f21921
+        );
         assert!(should_dial("http://10.0.0.1:9000", "http://10.0.0.2:9000"));
-        assert_eq!(hash_concat("http://node1:9000", "http://node2:9000"), 0xa19eb777e0d7ada5);
+        assert_eq!(
+            hash_concat("http://node1:9000", "http://node2:9000"),
+            0xa19eb777e0d7ada5
+        );
         assert!(!should_dial("http://node1:9000", "http://node2:9000"));
-        assert!(should_dial("https://minio-1.example.com:9000", "https://minio-2.example.com:9000"));
+        assert!(should_dial(
+            "https://minio-1.example.com:9000",
+            "https://minio-2.example.com:9000"
+        ));
         assert!(!should_dial("a", "b"));
         assert!(!should_dial("x", "x"));
     }

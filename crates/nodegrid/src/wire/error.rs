@@ -47,7 +47,9 @@ pub enum DecodeError {
         received: u32,
     },
     /// Flags announce trailers (CRC and/or subroute) that are not there.
-    #[error("message too short for its trailers: {available} byte(s) after the tuple, {needed} needed")]
+    #[error(
+        "message too short for its trailers: {available} byte(s) after the tuple, {needed} needed"
+    )]
     MissingTrailer {
         /// Bytes after the tuple.
         available: usize,

@@ -101,6 +101,9 @@ mod tests {
         assert!(f.contains(Flags::ZERO));
         f.set(Flags::ZERO, false);
         assert_eq!(f, Flags::NONE);
-        assert_eq!((Flags::CRC | Flags::SUBROUTE).without(Flags::SUBROUTE), Flags::CRC);
+        assert_eq!(
+            (Flags::CRC | Flags::SUBROUTE).without(Flags::SUBROUTE),
+            Flags::CRC
+        );
     }
 }

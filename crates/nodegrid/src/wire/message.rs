@@ -153,8 +153,16 @@ impl Message {
     pub fn encoded_len(&self) -> usize {
         let flags = self.wire_flags();
         self.tuple_len()
-            + if flags.contains(Flags::SUBROUTE) { SUBROUTE_LEN } else { 0 }
-            + if flags.contains(Flags::CRC) { CRC_LEN } else { 0 }
+            + if flags.contains(Flags::SUBROUTE) {
+                SUBROUTE_LEN
+            } else {
+                0
+            }
+            + if flags.contains(Flags::CRC) {
+                CRC_LEN
+            } else {
+                0
+            }
     }
 
     /// Appends the encoded message (tuple, subroute trailer, CRC trailer) to `buf`.
@@ -343,7 +351,10 @@ mod tests {
         wire.truncate(17);
         assert!(matches!(
             Message::decode(&Bytes::from(wire)),
-            Err(DecodeError::MissingTrailer { available: 1, needed: 4 })
+            Err(DecodeError::MissingTrailer {
+                available: 1,
+                needed: 4
+            })
         ));
     }
 }

@@ -55,11 +55,14 @@ impl<'a> Reader<'a> {
     }
 
     fn peek(&self, context: &'static str) -> Result<u8, DecodeError> {
-        self.buf.get(self.pos).copied().ok_or(DecodeError::Truncated {
-            context,
-            offset: self.pos,
-            needed: 1,
-        })
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(DecodeError::Truncated {
+                context,
+                offset: self.pos,
+                needed: 1,
+            })
     }
 
     fn be<const N: usize>(&mut self, context: &'static str) -> Result<[u8; N], DecodeError> {
@@ -441,7 +444,12 @@ mod tests {
     #[test]
     fn signed_forms_accepted_when_non_negative() {
         assert_eq!(Reader::new(&[0xd0, 0x05]).uint("x", 255).unwrap(), 5);
-        assert_eq!(Reader::new(&[0xd3, 0, 0, 0, 0, 0, 0, 1, 0]).uint("x", 256).unwrap(), 256);
+        assert_eq!(
+            Reader::new(&[0xd3, 0, 0, 0, 0, 0, 0, 1, 0])
+                .uint("x", 256)
+                .unwrap(),
+            256
+        );
         assert!(matches!(
             Reader::new(&[0xd0, 0xff]).uint("x", 255),
             Err(DecodeError::IntOutOfRange { value: -1, .. })
@@ -459,15 +467,23 @@ mod tests {
     #[test]
     fn skip_handles_nesting_and_limits() {
         // {"a": [1, "x", {"b": nil}]}
-        let v = [0x81, 0xa1, b'a', 0x93, 0x01, 0xa1, b'x', 0x81, 0xa1, b'b', 0xc0, 0x07];
+        let v = [
+            0x81, 0xa1, b'a', 0x93, 0x01, 0xa1, b'x', 0x81, 0xa1, b'b', 0xc0, 0x07,
+        ];
         let mut r = Reader::new(&v);
         r.skip().unwrap();
         assert_eq!(r.pos(), v.len() - 1);
         // 40 nested arrays is too deep.
         let deep = vec![0x91u8; 40];
-        assert_eq!(Reader::new(&deep).skip(), Err(DecodeError::TooDeep(MAX_SKIP_DEPTH)));
+        assert_eq!(
+            Reader::new(&deep).skip(),
+            Err(DecodeError::TooDeep(MAX_SKIP_DEPTH))
+        );
         // A huge announced array with no content fails quickly.
         let huge = [0xdd, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(Reader::new(&huge).skip(), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&huge).skip(),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

@@ -12,8 +12,10 @@ pub type InstanceId = [u8; 16];
 
 fn read_uuid(r: &mut Reader<'_>, field: &'static str) -> Result<InstanceId, DecodeError> {
     let b = r.bin(field)?;
-    b.try_into()
-        .map_err(|_| DecodeError::InvalidUuidLength { field, len: b.len() })
+    b.try_into().map_err(|_| DecodeError::InvalidUuidLength {
+        field,
+        len: b.len(),
+    })
 }
 
 /// Iterates the key/value pairs of a map, calling `f(key, reader)` for each; `f` must consume
@@ -274,10 +276,12 @@ mod tests {
 
     #[test]
     fn appendix_a_connect_request() {
-        let want = h("84 a2 49 44 c4 10 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f
+        let want = h(
+            "84 a2 49 44 c4 10 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f
             a4 48 6f 73 74 b4 68 74 74 70 3a 2f 2f 31 30 2e 30 2e 30 2e 31 3a 39 30 30 30
             a4 54 69 6d 65 c7 0c 05 00 00 00 00 65 53 f1 00 07 5b cd 15
-            a5 54 6f 6b 65 6e a5 64 65 62 75 67");
+            a5 54 6f 6b 65 6e a5 64 65 62 75 67",
+        );
         let v = ConnectRequest {
             id: id(),
             host: "http://10.0.0.1:9000".into(),
@@ -293,8 +297,10 @@ mod tests {
 
     #[test]
     fn appendix_a_connect_response_and_errors() {
-        let want = h("83 a2 49 44 c4 10 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f
-            a8 41 63 63 65 70 74 65 64 c3 ae 52 65 6a 65 63 74 65 64 52 65 61 73 6f 6e a0");
+        let want = h(
+            "83 a2 49 44 c4 10 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f
+            a8 41 63 63 65 70 74 65 64 c3 ae 52 65 6a 65 63 74 65 64 52 65 61 73 6f 6e a0",
+        );
         let v = ConnectResponse {
             id: id(),
             accepted: true,
@@ -337,6 +343,9 @@ mod tests {
         ));
         // Standard timestamp (type -1, 8 bytes) is accepted.
         let std8 = [0x81, 0xa1, b't', 0xd7, 0xff, 0, 0, 0, 4, 0, 0, 0, 10];
-        assert_eq!(PingPayload::decode(&std8).unwrap().t, GridTime { secs: 10, nanos: 1 });
+        assert_eq!(
+            PingPayload::decode(&std8).unwrap().t,
+            GridTime { secs: 10, nanos: 1 }
+        );
     }
 }

@@ -56,7 +56,9 @@ impl GridTime {
             UNIX_EPOCH.checked_add(Duration::new(self.secs as u64, self.nanos))
         } else {
             let back = Duration::from_secs(self.secs.unsigned_abs());
-            UNIX_EPOCH.checked_sub(back)?.checked_add(Duration::from_nanos(self.nanos as u64))
+            UNIX_EPOCH
+                .checked_sub(back)?
+                .checked_add(Duration::from_nanos(self.nanos as u64))
         }
     }
 
@@ -79,22 +81,27 @@ impl From<SystemTime> for GridTime {
 }
 
 impl std::fmt::Display for GridTime {
-    /// RFC 3339 in UTC with nanoseconds, e.g. `2025-01-02T03:04:05.123456789Z`.
+    /// RFC 3339 in UTC with nanoseconds, trailing zeros trimmed as Go's `RFC3339Nano` does,
+    /// e.g. `2025-01-02T03:04:05.123456789Z` or `0001-01-01T00:00:00Z`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let days = self.secs.div_euclid(86_400);
         let sod = self.secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
         write!(
             f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
             y,
             m,
             d,
             sod / 3600,
             (sod / 60) % 60,
-            sod % 60,
-            self.nanos
-        )
+            sod % 60
+        )?;
+        if self.nanos != 0 {
+            let frac = format!("{:09}", self.nanos);
+            write!(f, ".{}", frac.trim_end_matches('0'))?;
+        }
+        f.write_str("Z")
     }
 }
 
@@ -166,7 +173,7 @@ mod tests {
             nanos: 123_456_789,
         };
         assert_eq!(t.to_string(), "2025-01-02T03:04:05.123456789Z");
-        assert_eq!(GridTime::ZERO.to_string(), "0001-01-01T00:00:00.000000000Z");
+        assert_eq!(GridTime::ZERO.to_string(), "0001-01-01T00:00:00Z");
     }
 
     #[test]
@@ -183,7 +190,13 @@ mod tests {
     #[test]
     fn nanos_roundtrip_and_system_time() {
         let t = GridTime::from_unix_nanos(-1);
-        assert_eq!(t, GridTime { secs: -1, nanos: 999_999_999 });
+        assert_eq!(
+            t,
+            GridTime {
+                secs: -1,
+                nanos: 999_999_999
+            }
+        );
         assert_eq!(t.unix_nanos(), -1);
         let now = SystemTime::now();
         assert_eq!(GridTime::from(now).to_system_time(), Some(now));
