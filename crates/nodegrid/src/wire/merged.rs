@@ -81,7 +81,7 @@ impl MergedBuilder {
 
     /// Bytes of inner items so far.
     pub fn body_len(&self) -> usize {
-        self.buf.len() - self.headroom
+        self.buf.len().saturating_sub(self.headroom)
     }
 
     /// Whether `msg` would fit without breaking the count or byte budget.
@@ -103,6 +103,7 @@ impl MergedBuilder {
         if len > u32::MAX as usize {
             return Err(EncodeError::PayloadTooLarge(msg.payload.len()));
         }
+        self.ensure_init();
         msgpack::put_bin_header(&mut self.buf, len);
         msg.encode(&mut self.buf)?;
         self.count += 1;
@@ -110,17 +111,33 @@ impl MergedBuilder {
     }
 
     /// Finishes the envelope. Returns the buffer and the offset at which the envelope starts;
-    /// the `offset` bytes before it are free for a transport header. The builder is reset.
+    /// the `offset` bytes before it are free for a transport header. The builder is reset; hand
+    /// the buffer back with [`MergedBuilder::recycle`] to reuse its allocation.
     pub fn finish_with_headroom(&mut self) -> (BytesMut, usize) {
+        self.ensure_init();
         let hl = header_len(self.count);
         let start = self.headroom - hl;
         let mut header = &mut self.buf[start..self.headroom];
         put_header(&mut header, self.count);
-        let fresh = BytesMut::with_capacity(self.buf.capacity());
-        let out = std::mem::replace(&mut self.buf, fresh);
-        self.buf.resize(self.headroom, 0);
         self.count = 0;
-        (out, start)
+        (std::mem::take(&mut self.buf), start)
+    }
+
+    /// Gives back a buffer returned by [`MergedBuilder::finish_with_headroom`] for reuse.
+    pub fn recycle(&mut self, mut buf: BytesMut) {
+        if self.count == 0 && self.buf.capacity() == 0 {
+            buf.clear();
+            self.buf = buf;
+        }
+    }
+
+    /// Makes sure the buffer holds the reserved headroom (after a finish without recycle).
+    fn ensure_init(&mut self) {
+        if self.buf.len() < self.headroom {
+            self.buf
+                .reserve(self.headroom + self.max_bytes.min(1 << 20));
+            self.buf.resize(self.headroom, 0);
+        }
     }
 
     /// Finishes the envelope and returns its bytes. The builder is reset.

@@ -1,0 +1,122 @@
+//! Tunables of a manager, with the reference's values as defaults (PROTOCOL.md §10).
+
+use std::time::Duration;
+
+/// Limits and timers of a grid manager. Every field has a production default; tests shorten
+/// the timers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GridConfig {
+    /// Maximum size of one grid message (payload included). Default 64 MiB.
+    pub max_message_size: usize,
+    /// Entries in a session's outbound queue before callers wait. Default 65535 (§8).
+    pub outbound_queue: usize,
+    /// Single-request handlers running at once per connection; beyond this, requests are
+    /// answered with a remote error at once (the reader never blocks). Default 10 000.
+    pub max_running_handlers: usize,
+    /// Streams a peer may have open towards us per connection. Default 10 000.
+    pub max_incoming_streams: usize,
+    /// Connection ping interval (§4.3). Default 10 s.
+    pub ping_interval: Duration,
+    /// A session without a connection-level pong for this long is dead. Default 20 s.
+    pub pong_timeout: Duration,
+    /// Each socket write must finish within this time or the session ends (§8, §11 item 11).
+    /// Default 4 s.
+    pub write_timeout: Duration,
+    /// Dial + TLS + HTTP upgrade must finish within this time (§2.2). Default 2 s.
+    pub dial_timeout: Duration,
+    /// The whole handshake (HTTP upgrade and grid Connect/ConnectResponse) must finish within
+    /// this time, on both sides. The reference has no such limit. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Incoming connections still in their handshake at once; more are refused. Default 256.
+    pub max_pending_handshakes: usize,
+    /// Maximum clock difference accepted in the grid handshake. Default 5 min.
+    pub max_clock_skew: Duration,
+    /// Redial delay bounds after a failed attempt (uniform). Default [1 s, 2 s).
+    pub redial_min: Duration,
+    /// See `redial_min`.
+    pub redial_max: Duration,
+    /// Default deadline of single requests when the caller gives none. Default 60 s.
+    pub default_request_timeout: Duration,
+    /// Stream ping interval on the caller side (§6.8). Default 15 s.
+    pub stream_ping_interval: Duration,
+    /// A caller stream with nothing received for this long fails. Default 30 s.
+    pub stream_idle_timeout: Duration,
+    /// A callee stream without a ping for this long is cancelled. Default 60 s.
+    pub stream_callee_idle_timeout: Duration,
+    /// Most messages merged into one WebSocket message. Default 51.
+    pub merge_max_messages: usize,
+    /// Byte budget of a merged WebSocket message. Default 31 744.
+    pub merge_max_bytes: usize,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        GridConfig {
+            max_message_size: crate::wire::DEFAULT_MAX_MESSAGE_SIZE,
+            outbound_queue: 65_535,
+            max_running_handlers: 10_000,
+            max_incoming_streams: 10_000,
+            ping_interval: Duration::from_secs(10),
+            pong_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(4),
+            dial_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 256,
+            max_clock_skew: Duration::from_secs(300),
+            redial_min: crate::proto::backoff::REDIAL_MIN,
+            redial_max: crate::proto::backoff::REDIAL_MAX,
+            default_request_timeout: Duration::from_secs(60),
+            stream_ping_interval: Duration::from_secs(15),
+            stream_idle_timeout: Duration::from_secs(30),
+            stream_callee_idle_timeout: Duration::from_secs(60),
+            merge_max_messages: crate::wire::MERGE_MAX_MESSAGES + 1,
+            merge_max_bytes: crate::wire::MERGE_MAX_BYTES,
+        }
+    }
+}
+
+impl GridConfig {
+    pub(crate) fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        use crate::error::ConfigError::Limit;
+        let nz = |v: usize, name| {
+            if v == 0 {
+                Err(Limit {
+                    name,
+                    reason: "must be > 0",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        nz(self.max_message_size, "max_message_size")?;
+        nz(self.outbound_queue, "outbound_queue")?;
+        nz(self.max_running_handlers, "max_running_handlers")?;
+        nz(self.max_incoming_streams, "max_incoming_streams")?;
+        nz(self.max_pending_handshakes, "max_pending_handshakes")?;
+        nz(self.merge_max_messages, "merge_max_messages")?;
+        let pos = |d: Duration, name| {
+            if d.is_zero() {
+                Err(Limit {
+                    name,
+                    reason: "must be > 0",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        pos(self.ping_interval, "ping_interval")?;
+        pos(self.pong_timeout, "pong_timeout")?;
+        pos(self.write_timeout, "write_timeout")?;
+        pos(self.dial_timeout, "dial_timeout")?;
+        pos(self.handshake_timeout, "handshake_timeout")?;
+        pos(self.stream_ping_interval, "stream_ping_interval")?;
+        if self.redial_max < self.redial_min {
+            return Err(Limit {
+                name: "redial_max",
+                reason: "must be >= redial_min",
+            });
+        }
+        Ok(())
+    }
+}

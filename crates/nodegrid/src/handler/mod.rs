@@ -1,0 +1,232 @@
+//! The handler registry: which code runs for an incoming call, looked up by handler ID or by
+//! 32-byte subroute ID (PROTOCOL.md §7). Readers take a lock-free snapshot; registration
+//! (rare) copies the table.
+
+mod names;
+pub mod typed;
+
+pub use names::handler_name;
+
+use crate::error::{ConfigError, RemoteError};
+use crate::wire::{HandlerId, SubrouteId};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a single-request handler receives.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request payload; `None` when absent (an empty request arrives as absent, §3.7).
+    pub payload: Option<Bytes>,
+    /// The caller's host string as configured on this node.
+    pub caller: Arc<str>,
+    /// The subroute the handler was registered under, if any.
+    pub subroute: Option<Arc<str>>,
+    /// When the caller stops waiting, if it sent a deadline.
+    pub deadline: Option<Instant>,
+    /// Fires when the caller cancels, the deadline passes or the connection drops.
+    pub cancel: CancellationToken,
+}
+
+impl Request {
+    /// The payload, or empty bytes if absent.
+    pub fn bytes(&self) -> Bytes {
+        self.payload.clone().unwrap_or_default()
+    }
+}
+
+/// An async single-request handler: bytes in, bytes or a remote error out.
+///
+/// Implemented for every `Fn(Request) -> impl Future<Output = Result<Bytes, RemoteError>>`.
+pub trait SingleHandler: Send + Sync + 'static {
+    /// Handles one request.
+    fn call(&self, req: Request) -> BoxFuture<'static, Result<Bytes, RemoteError>>;
+}
+
+impl<F, Fut> SingleHandler for F
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
+{
+    fn call(&self, req: Request) -> BoxFuture<'static, Result<Bytes, RemoteError>> {
+        Box::pin(self(req))
+    }
+}
+
+/// A registered single handler and the subroute it was registered under.
+#[derive(Clone)]
+pub(crate) struct SingleEntry {
+    pub handler: Arc<dyn SingleHandler>,
+    pub subroute: Option<Arc<str>>,
+}
+
+/// A registered streaming handler (see [`crate::stream`]).
+#[derive(Clone)]
+pub(crate) struct StreamEntry {
+    pub handler: Arc<dyn crate::stream::StreamHandler>,
+    pub subroute: Option<Arc<str>>,
+    pub in_capacity: usize,
+    pub out_capacity: usize,
+    pub with_payload: bool,
+}
+
+#[derive(Clone, Default)]
+struct Tables {
+    single: HashMap<HandlerId, SingleEntry>,
+    single_sub: HashMap<SubrouteId, SingleEntry>,
+    stream: HashMap<HandlerId, StreamEntry>,
+    stream_sub: HashMap<SubrouteId, StreamEntry>,
+    /// Capacities of any subrouted registration of a stream handler ID, for callers (§6.1).
+    stream_any_sub: HashMap<HandlerId, StreamEntry>,
+}
+
+/// The handler registry of a manager.
+#[derive(Default)]
+pub(crate) struct Registry {
+    tables: ArcSwap<Tables>,
+    write: parking_lot::Mutex<()>,
+}
+
+fn check_id(id: HandlerId) -> Result<(), ConfigError> {
+    if id == 0 {
+        return Err(ConfigError::Handler {
+            handler: id,
+            reason: "unknown mux handler (handler ID 0 is reserved)".into(),
+        });
+    }
+    Ok(())
+}
+
+fn exists(id: HandlerId, sub: Option<&str>) -> ConfigError {
+    ConfigError::Handler {
+        handler: id,
+        reason: match sub {
+            Some(s) => format!(
+                "handler {}, subroute:{s}: mux handler already exists",
+                handler_name(id)
+            ),
+            None => format!("handler {}: mux handler already exists", handler_name(id)),
+        },
+    }
+}
+
+impl Registry {
+    fn update(
+        &self,
+        f: impl FnOnce(&mut Tables) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        let _g = self.write.lock();
+        let mut t = Tables::clone(&self.tables.load());
+        f(&mut t)?;
+        self.tables.store(Arc::new(t));
+        Ok(())
+    }
+
+    pub(crate) fn add_single(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        handler: Arc<dyn SingleHandler>,
+    ) -> Result<(), ConfigError> {
+        check_id(id)?;
+        self.update(|t| {
+            let entry = SingleEntry {
+                handler,
+                subroute: subroute.map(Arc::from),
+            };
+            match subroute {
+                None => {
+                    if t.single.contains_key(&id) || t.stream.contains_key(&id) {
+                        return Err(exists(id, None));
+                    }
+                    t.single.insert(id, entry);
+                }
+                Some(s) => {
+                    let key = SubrouteId::new(id, s);
+                    if t.single_sub.contains_key(&key) || t.stream_sub.contains_key(&key) {
+                        return Err(exists(id, Some(s)));
+                    }
+                    t.single_sub.insert(key, entry);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_stream(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        entry: StreamEntry,
+    ) -> Result<(), ConfigError> {
+        check_id(id)?;
+        self.update(|t| {
+            match subroute {
+                None => {
+                    if t.single.contains_key(&id) || t.stream.contains_key(&id) {
+                        return Err(exists(id, None));
+                    }
+                    t.stream.insert(id, entry);
+                }
+                Some(s) => {
+                    let key = SubrouteId::new(id, s);
+                    if t.single_sub.contains_key(&key) || t.stream_sub.contains_key(&key) {
+                        return Err(exists(id, Some(s)));
+                    }
+                    t.stream_any_sub.insert(id, entry.clone());
+                    t.stream_sub.insert(key, entry);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn single(&self, id: HandlerId, sub: Option<&SubrouteId>) -> Option<SingleEntry> {
+        let t = self.tables.load();
+        match sub {
+            None => t.single.get(&id).cloned(),
+            Some(s) => t.single_sub.get(s).cloned(),
+        }
+    }
+
+    pub(crate) fn stream(&self, id: HandlerId, sub: Option<&SubrouteId>) -> Option<StreamEntry> {
+        let t = self.tables.load();
+        match sub {
+            None => t.stream.get(&id).cloned(),
+            Some(s) => t.stream_sub.get(s).cloned(),
+        }
+    }
+
+    /// The local registration a caller uses to size a stream (§6.1): the plain one, or any
+    /// subrouted one of the same ID.
+    pub(crate) fn stream_for_caller(&self, id: HandlerId, subrouted: bool) -> Option<StreamEntry> {
+        let t = self.tables.load();
+        if subrouted {
+            t.stream_any_sub
+                .get(&id)
+                .or_else(|| t.stream.get(&id))
+                .cloned()
+        } else {
+            t.stream
+                .get(&id)
+                .or_else(|| t.stream_any_sub.get(&id))
+                .cloned()
+        }
+    }
+}
+
+/// The callee's text for a call to an unregistered handler (PROTOCOL.md §5.2).
+pub(crate) fn invalid_handler_text(id: HandlerId, sub: Option<&SubrouteId>) -> String {
+    if id == 0 {
+        return "Invalid Handler".to_string();
+    }
+    match sub {
+        Some(s) => format!("Invalid Handler for type: {}", s.to_go_bytes_string()),
+        None => format!("Invalid Handler for type: {}", handler_name(id)),
+    }
+}

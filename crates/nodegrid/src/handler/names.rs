@@ -1,0 +1,105 @@
+//! Handler names of the reference version (PROTOCOL.md Appendix C). They appear in
+//! `Invalid Handler for type: <Name>` errors, so interop needs the exact texts.
+
+const NAMES: [&str; 81] = [
+    "handlerInvalid",
+    "LockLock",
+    "LockRLock",
+    "LockUnlock",
+    "LockRUnlock",
+    "LockRefresh",
+    "LockForceUnlock",
+    "WalkDir",
+    "StatVol",
+    "DiskInfo",
+    "NSScanner",
+    "ReadXL",
+    "ReadVersion",
+    "DeleteFile",
+    "DeleteVersion",
+    "UpdateMetadata",
+    "WriteMetadata",
+    "CheckParts",
+    "RenameData",
+    "RenameFile",
+    "ReadAll",
+    "ServerVerify",
+    "Trace",
+    "Listen",
+    "DeleteBucketMetadata",
+    "LoadBucketMetadata",
+    "ReloadSiteReplicationConfig",
+    "ReloadPoolMeta",
+    "StopRebalance",
+    "LoadRebalanceMeta",
+    "LoadTransitionTierConfig",
+    "DeletePolicy",
+    "LoadPolicy",
+    "LoadPolicyMapping",
+    "DeleteServiceAccount",
+    "LoadServiceAccount",
+    "DeleteUser",
+    "LoadUser",
+    "LoadGroup",
+    "HealBucket",
+    "MakeBucket",
+    "HeadBucket",
+    "DeleteBucket",
+    "GetMetrics",
+    "GetResourceMetrics",
+    "GetMemInfo",
+    "GetProcInfo",
+    "GetOSInfo",
+    "GetPartitions",
+    "GetNetInfo",
+    "GetCPUs",
+    "ServerInfo",
+    "GetSysConfig",
+    "GetSysServices",
+    "GetSysErrors",
+    "GetAllBucketStats",
+    "GetBucketStats",
+    "GetSRMetrics",
+    "GetPeerMetrics",
+    "GetMetacacheListing",
+    "UpdateMetacacheListing",
+    "GetPeerBucketMetrics",
+    "StorageInfo",
+    "ConsoleLog",
+    "ListDir",
+    "GetLocks",
+    "BackgroundHealStatus",
+    "GetLastDayTierStats",
+    "SignalService",
+    "GetBandwidth",
+    "WriteAll",
+    "ListBuckets",
+    "RenameDataInline",
+    "RenameData2",
+    "CheckParts2",
+    "RenamePart",
+    "ClearUploadID",
+    "CheckParts3",
+    "handlerTest",
+    "handlerTest2",
+    "handlerLast",
+];
+
+/// The reference's name of a handler ID (`handler<N>` beyond the reference's table).
+pub fn handler_name(id: u8) -> std::borrow::Cow<'static, str> {
+    match NAMES.get(id as usize) {
+        Some(n) => std::borrow::Cow::Borrowed(n),
+        None => std::borrow::Cow::Owned(format!("handler{id}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table() {
+        assert_eq!(super::handler_name(70), "WriteAll");
+        assert_eq!(super::handler_name(77), "CheckParts3");
+        assert_eq!(super::handler_name(78), "handlerTest");
+        assert_eq!(super::handler_name(200), "handler200");
+    }
+}

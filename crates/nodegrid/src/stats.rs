@@ -1,0 +1,149 @@
+//! Per-connection and manager-wide statistics (PROTOCOL.md §9).
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one connection (atomics, updated on the hot path).
+#[derive(Default, Debug)]
+pub(crate) struct ConnCounters {
+    pub connects: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub msgs_in: AtomicU64,
+    pub msgs_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub ws_messages_out: AtomicU64,
+    pub requests_out: AtomicU64,
+    pub requests_in: AtomicU64,
+    pub streams_out: AtomicU64,
+    pub streams_in: AtomicU64,
+    pub last_rtt_ns: AtomicU64,
+    pub max_rtt_ns: AtomicU64,
+    pub last_pong_unix_ms: AtomicU64,
+    pub last_connect_unix_ms: AtomicU64,
+    pub err_disconnected: AtomicU64,
+    pub err_remote: AtomicU64,
+    pub err_deadline: AtomicU64,
+    pub err_cancelled: AtomicU64,
+    pub err_other: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub rejected_over_limit: AtomicU64,
+}
+
+impl ConnCounters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn record_error(&self, e: &crate::Error) {
+        use crate::Error::*;
+        let c = match e {
+            Disconnected => &self.err_disconnected,
+            Remote(_) => &self.err_remote,
+            DeadlineExceeded => &self.err_deadline,
+            Cancelled => &self.err_cancelled,
+            _ => &self.err_other,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_rtt(&self, ns: u64) {
+        self.last_rtt_ns.store(ns, Relaxed);
+        self.max_rtt_ns.fetch_max(ns, Relaxed);
+    }
+}
+
+/// Errors of calls started by this node, by kind.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// `remote disconnected`.
+    pub disconnected: u64,
+    /// Errors returned by the remote side.
+    pub remote: u64,
+    /// Deadlines exceeded.
+    pub deadline: u64,
+    /// Calls cancelled by the caller.
+    pub cancelled: u64,
+    /// Anything else.
+    pub other: u64,
+}
+
+/// A snapshot of one connection's statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStats {
+    /// The remote host string.
+    pub remote: String,
+    /// Current state, as text.
+    pub state: String,
+    /// Whether a session is live.
+    pub connected: bool,
+    /// Whether this node dials the remote (§2.6).
+    pub dialer: bool,
+    /// Sessions established.
+    pub connects: u64,
+    /// Sessions established after the first.
+    pub reconnects: u64,
+    /// Grid messages received (inner messages of envelopes counted one by one).
+    pub messages_in: u64,
+    /// Grid messages sent.
+    pub messages_out: u64,
+    /// Bytes received (WebSocket payloads, handshake included).
+    pub bytes_in: u64,
+    /// Bytes sent (grid messages, handshake included).
+    pub bytes_out: u64,
+    /// WebSocket messages written (a merged envelope counts once).
+    pub ws_messages_out: u64,
+    /// Single requests made to the remote.
+    pub requests_out: u64,
+    /// Single requests served for the remote.
+    pub requests_in: u64,
+    /// Streams opened to the remote.
+    pub streams_out: u64,
+    /// Streams opened by the remote.
+    pub streams_in: u64,
+    /// Calls (single and stream) of ours currently in flight.
+    pub outgoing_in_flight: u64,
+    /// Calls of the remote currently being served (single handlers and streams).
+    pub incoming_in_flight: u64,
+    /// Current length of the outbound queue.
+    pub outbound_queue: u64,
+    /// Last connection-ping round trip, in microseconds.
+    pub last_rtt_us: u64,
+    /// Largest connection-ping round trip seen, in microseconds.
+    pub max_rtt_us: u64,
+    /// Unix time (ms) of the last connection-level pong, 0 if none.
+    pub last_pong_unix_ms: u64,
+    /// Unix time (ms) of the last session start, 0 if none.
+    pub last_connect_unix_ms: u64,
+    /// Errors of our calls, by kind.
+    pub errors: ErrorCounts,
+    /// Failed handshakes (dial errors and rejections, both directions).
+    pub handshake_failures: u64,
+    /// Sessions ended by malformed input from the peer.
+    pub protocol_errors: u64,
+    /// Incoming calls refused because a limit was reached.
+    pub rejected_over_limit: u64,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+}
+
+/// A snapshot of every connection of a manager, plus totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagerStats {
+    /// The local host string.
+    pub local: String,
+    /// Connections currently connected.
+    pub connected: usize,
+    /// Connections not connected.
+    pub disconnected: usize,
+    /// Per connection.
+    pub connections: Vec<ConnectionStats>,
+}
+
+impl ManagerStats {
+    /// Sum of a counter over all connections.
+    pub fn total(&self, f: impl Fn(&ConnectionStats) -> u64) -> u64 {
+        self.connections.iter().map(f).sum()
+    }
+}

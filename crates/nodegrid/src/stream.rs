@@ -1,0 +1,878 @@
+//! Two-way streams (PROTOCOL.md §6): the caller's [`StreamCall`] and the callee's handler API
+//! ([`StreamHandler`], [`StreamContext`], [`StreamInput`], [`StreamOutput`]).
+//!
+//! The protocol logic is in `proto::stream`; this module wraps each state machine in a lock,
+//! queues the messages it produces (under the same lock, so per-stream order on the wire equals
+//! sequence order) and wakes whoever waits for items, credits or tokens. Memory per stream is
+//! bounded by its capacities: the callee holds at most `in_capacity` input items, the caller at
+//! most `out_capacity` output items.
+
+use crate::error::{Error, RemoteError};
+use crate::handler::{invalid_handler_text, StreamEntry};
+use crate::proto::muxtable::InsertError;
+use crate::proto::stream::{
+    disconnect_client, disconnect_server, CalleeState, CallerEnd, CallerState,
+};
+use crate::stats::ConnCounters;
+use crate::transport::session::{catch_panic_text, Outgoing, Session};
+use crate::wire::{Flags, Message, Op, PongPayload};
+use crate::GridConfig;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use parking_lot::Mutex;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often the session checks its streams for pings and liveness.
+pub(crate) fn check_interval(cfg: &GridConfig) -> Duration {
+    cfg.stream_ping_interval
+}
+
+fn wake(w: &mut Option<Waker>) {
+    if let Some(w) = w.take() {
+        w.wake();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caller side
+
+pub(crate) struct CallerInner {
+    pub(crate) st: CallerState,
+    item_waker: Option<Waker>,
+    credit_waker: Option<Waker>,
+    /// The consumer has seen the end (EOF or error); nothing more to deliver.
+    finished: bool,
+}
+
+/// The caller's shared state of one stream, referenced by the session's table and the handle.
+pub(crate) struct ClientStream {
+    pub(crate) inner: Mutex<CallerInner>,
+    sess: Arc<Session>,
+    /// Whether the stream pings (no deadline, or one longer than the ping interval).
+    pings: bool,
+    /// Fires when the stream is over, to stop its deadline timer.
+    done: CancellationToken,
+}
+
+impl ClientStream {
+    fn queue(&self, m: Message) {
+        self.sess.send_control(m);
+    }
+
+    /// Ends the stream with a locally produced error (disconnect, deadline, protocol error).
+    pub(crate) fn fail_local(&self, e: Error) {
+        let mut g = self.inner.lock();
+        if g.st.end.is_none() {
+            g.st.end = Some(CallerEnd::Failed(e));
+        }
+        wake(&mut g.item_waker);
+        wake(&mut g.credit_waker);
+        drop(g);
+        self.done.cancel();
+    }
+
+    /// Ends the stream because the callee said so (MuxConnectError, DisconnectClientMux).
+    pub(crate) fn fail_remote(&self, e: Error) {
+        self.fail_local(e)
+    }
+}
+
+/// Removes a failed stream from the table and tells the callee (DisconnectServerMux).
+fn abort_outgoing(sess: &Arc<Session>, s: &Arc<ClientStream>, e: Error) {
+    let mux = s.inner.lock().st.mux_id;
+    if sess.outgoing.remove(mux).is_some() {
+        let mut g = s.inner.lock();
+        let m = g.st.cancel_msg();
+        s.queue(m);
+    }
+    s.fail_local(e);
+}
+
+fn outgoing_stream(sess: &Session, mux: u64) -> Option<Arc<ClientStream>> {
+    sess.outgoing.with(mux, |o| match o {
+        Outgoing::Stream(s) => Some(s.clone()),
+        Outgoing::Single(_) => None,
+    })?
+}
+
+/// Runs a caller-state transition; on a protocol error the stream is aborted.
+fn caller_apply(
+    sess: &Arc<Session>,
+    m: &Message,
+    f: impl FnOnce(&mut CallerState, &Message, Instant) -> Result<(), Error>,
+) -> bool {
+    let Some(s) = outgoing_stream(sess, m.mux_id) else {
+        return false;
+    };
+    let res = {
+        let mut g = s.inner.lock();
+        let r = f(&mut g.st, m, Instant::now());
+        if r.is_ok() {
+            wake(&mut g.item_waker);
+            wake(&mut g.credit_waker);
+        }
+        r.map(|_| g.st.end.is_some())
+    };
+    match res {
+        Ok(true) => {
+            // EOF or remote error: the callee has forgotten the stream; so do we.
+            sess.outgoing.remove(m.mux_id);
+            s.done.cancel();
+        }
+        Ok(false) => {}
+        Err(e) => {
+            ConnCounters::add(&sess.counters().protocol_errors, 1);
+            abort_outgoing(sess, &s, e);
+        }
+    }
+    true
+}
+
+pub(crate) fn on_ack(sess: &Arc<Session>, m: Message) {
+    if !caller_apply(sess, &m, CallerState::on_ack) && !m.flags.contains(Flags::EOF) {
+        // Unknown stream of ours: tell the callee to drop it. The reference answers with
+        // DisconnectClientMux here, which names the wrong table (§6.10, §11 item 31).
+        sess.send_control(disconnect_server(m.mux_id, sess.base_flags));
+    }
+}
+
+pub(crate) fn on_unblock_cl(sess: &Arc<Session>, m: Message) {
+    caller_apply(sess, &m, CallerState::on_unblock);
+}
+
+pub(crate) fn on_server_msg(sess: &Arc<Session>, m: Message) {
+    if !caller_apply(sess, &m, CallerState::on_server_msg) && !m.flags.contains(Flags::EOF) {
+        sess.send_control(disconnect_server(m.mux_id, sess.base_flags));
+    }
+}
+
+pub(crate) fn on_pong(sess: &Arc<Session>, m: Message) {
+    // Unknown mux: dropped (never a wrong-direction disconnect, §11 item 31).
+    let Some(s) = outgoing_stream(sess, m.mux_id) else {
+        return;
+    };
+    let p = PongPayload::decode(&m.payload).unwrap_or_default();
+    if p.not_found {
+        sess.outgoing.remove(m.mux_id);
+        s.fail_local(Error::RemoteTerminated);
+    } else if let Some(e) = p.err {
+        sess.outgoing.remove(m.mux_id);
+        s.fail_local(Error::Remote(RemoteError(e)));
+    } else {
+        s.inner.lock().st.last_recv = Instant::now();
+    }
+}
+
+/// Options for opening a stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) capacities: Option<(u32, usize)>,
+}
+
+impl StreamOptions {
+    /// No deadline, capacities from the local registration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A deadline for the whole stream (none by default).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Input and output capacities to use instead of a local registration of the handler
+    /// (the reference requires one, §6.1; both sides must agree).
+    pub fn capacities(mut self, in_capacity: u32, out_capacity: usize) -> Self {
+        self.capacities = Some((in_capacity, out_capacity));
+        self
+    }
+}
+
+pub(crate) async fn open(
+    sess: Arc<Session>,
+    mux_id: u64,
+    entry_caps: (u32, usize),
+    handler: u8,
+    subroute: Option<crate::wire::SubrouteId>,
+    payload: Option<Bytes>,
+    timeout: Option<Duration>,
+) -> Result<StreamCall, Error> {
+    let cfg = &sess.conn.common.cfg;
+    let (in_cap, out_cap) = entry_caps;
+    let deadline_ms = match timeout {
+        Some(t) if t < Duration::from_millis(1) => return Err(Error::DeadlineExceeded),
+        Some(t) => t.as_millis().min(u32::MAX as u128) as u32,
+        None => 0,
+    };
+    let pings = timeout.is_none_or(|t| t > cfg.stream_ping_interval);
+    let mut st = CallerState::new(mux_id, sess.base_flags, in_cap, out_cap, Instant::now());
+    let connect = st.connect_msg(handler, deadline_ms, payload, subroute);
+    let s = Arc::new(ClientStream {
+        inner: Mutex::new(CallerInner {
+            st,
+            item_waker: None,
+            credit_waker: None,
+            finished: false,
+        }),
+        sess: sess.clone(),
+        pings,
+        done: CancellationToken::new(),
+    });
+    sess.outgoing
+        .insert(mux_id, Outgoing::Stream(s.clone()))
+        .map_err(|_| Error::Disconnected)?;
+    sess.in_flight.fetch_add(1, Ordering::Relaxed);
+    ConnCounters::add(&sess.counters().streams_out, 1);
+    let handle = Arc::new(CallHandle { s: s.clone() });
+    if sess.out.push_wait(connect).await.is_err() {
+        return Err(Error::Disconnected);
+    }
+    if let Some(t) = timeout {
+        let s2 = s.clone();
+        let sess2 = sess.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(t) => abort_outgoing(&sess2, &s2, Error::DeadlineExceeded),
+                _ = s2.done.cancelled() => {}
+            }
+        });
+    }
+    Ok(StreamCall {
+        h: handle,
+        input: None,
+    })
+}
+
+/// Cancels the stream when the last handle goes away.
+struct CallHandle {
+    s: Arc<ClientStream>,
+}
+
+impl Drop for CallHandle {
+    fn drop(&mut self) {
+        let sess = &self.s.sess;
+        sess.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mux = self.s.inner.lock().st.mux_id;
+        if sess.outgoing.remove(mux).is_some() {
+            let mut g = self.s.inner.lock();
+            let m = g.st.cancel_msg();
+            self.s.queue(m);
+        }
+        self.s.fail_local(Error::Cancelled);
+    }
+}
+
+/// A stream opened with [`crate::Connection::open_stream`].
+///
+/// Read the callee's output as a [`futures::Stream`] of `Result<Bytes, Error>`; it ends after
+/// the callee's EOF, or yields one error. Send input with [`StreamCall::send`] (waits for a
+/// credit) and end it with [`StreamCall::close_send`]. Dropping the stream (or both halves of
+/// [`StreamCall::split`]) cancels the remote handler.
+pub struct StreamCall {
+    h: Arc<CallHandle>,
+    input: Option<Bytes>,
+}
+
+impl std::fmt::Debug for StreamCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCall").finish_non_exhaustive()
+    }
+}
+
+fn poll_send(s: &ClientStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Result<(), Error>> {
+    let mut g = s.inner.lock();
+    if let Some(CallerEnd::Failed(e)) = &g.st.end {
+        return Poll::Ready(Err(e.clone()));
+    }
+    if g.st.end.is_some() {
+        // The callee ended the stream; input is no longer wanted.
+        return Poll::Ready(Err(Error::InputClosed));
+    }
+    match g.st.input_msg(item) {
+        Ok(Some(m)) => {
+            s.queue(m);
+            Poll::Ready(Ok(()))
+        }
+        Ok(None) => {
+            g.credit_waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(e)),
+    }
+}
+
+fn poll_item(s: &ClientStream, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+    let mut g = s.inner.lock();
+    if g.finished {
+        return Poll::Ready(None);
+    }
+    if let Some(CallerEnd::Failed(e)) = &g.st.end {
+        // Items buffered before a remote error are delivered first; a local failure
+        // (disconnect, cancel, deadline) wins at once.
+        let deliver_first = matches!(e, Error::Remote(_)) && !g.st.buf.is_empty();
+        if !deliver_first {
+            let e = e.clone();
+            g.finished = true;
+            return Poll::Ready(Some(Err(e)));
+        }
+    }
+    if let Some((item, unblock)) = g.st.pop_item() {
+        if g.st.end.is_none() {
+            s.queue(unblock);
+        }
+        return Poll::Ready(Some(Ok(item)));
+    }
+    if g.st.end.is_some() {
+        g.finished = true;
+        return Poll::Ready(None);
+    }
+    g.item_waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+impl StreamCall {
+    /// Sends one input item, waiting for a credit.
+    pub async fn send(&self, item: Bytes) -> Result<(), Error> {
+        let s = &self.h.s;
+        std::future::poll_fn(|cx| poll_send(s, cx, &item)).await
+    }
+
+    /// Ends the input (EOF). Further sends fail.
+    pub async fn close_send(&self) -> Result<(), Error> {
+        close_send(&self.h.s)
+    }
+
+    /// Cancels the stream: the remote handler's cancellation token fires.
+    pub fn cancel(self) {
+        drop(self)
+    }
+
+    /// Splits into an input half and an output half that can be used from different tasks.
+    /// The stream is cancelled when both are dropped before it ends.
+    pub fn split(self) -> (StreamSender, StreamReceiver) {
+        (
+            StreamSender { h: self.h.clone() },
+            StreamReceiver { h: self.h },
+        )
+    }
+
+    /// The next output item (`None` after a clean end).
+    pub async fn recv(&mut self) -> Option<Result<Bytes, Error>> {
+        let s = self.h.s.clone();
+        std::future::poll_fn(|cx| poll_item(&s, cx)).await
+    }
+
+    /// The most output items this stream ever buffered (bounded by its output capacity).
+    pub fn max_buffered(&self) -> usize {
+        self.h.s.inner.lock().st.max_buffered
+    }
+}
+
+fn close_send(s: &ClientStream) -> Result<(), Error> {
+    let mut g = s.inner.lock();
+    if let Some(CallerEnd::Failed(e)) = &g.st.end {
+        return Err(e.clone());
+    }
+    if g.st.in_capacity == 0 {
+        return Err(Error::NoInput);
+    }
+    if let Some(m) = g.st.eof_msg() {
+        s.queue(m);
+    }
+    Ok(())
+}
+
+impl futures::Stream for StreamCall {
+    type Item = Result<Bytes, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        poll_item(&self.h.s, cx)
+    }
+}
+
+impl futures::Sink<Bytes> for StreamCall {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        match this.input.take() {
+            None => Poll::Ready(Ok(())),
+            Some(item) => match poll_send(&this.h.s, cx, &item) {
+                Poll::Ready(r) => Poll::Ready(r),
+                Poll::Pending => {
+                    this.input = Some(item);
+                    Poll::Pending
+                }
+            },
+        }
+    }
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), Error> {
+        self.get_mut().input = Some(item);
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_ready(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        match Pin::new(&mut *this).poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(close_send(&this.h.s)),
+            other => other,
+        }
+    }
+}
+
+/// The input half of a split [`StreamCall`].
+pub struct StreamSender {
+    h: Arc<CallHandle>,
+}
+
+impl StreamSender {
+    /// Sends one input item, waiting for a credit.
+    pub async fn send(&self, item: Bytes) -> Result<(), Error> {
+        let s = &self.h.s;
+        std::future::poll_fn(|cx| poll_send(s, cx, &item)).await
+    }
+
+    /// Ends the input (EOF).
+    pub async fn close_send(&self) -> Result<(), Error> {
+        close_send(&self.h.s)
+    }
+}
+
+/// The output half of a split [`StreamCall`].
+pub struct StreamReceiver {
+    h: Arc<CallHandle>,
+}
+
+impl StreamReceiver {
+    /// The next output item (`None` after a clean end).
+    pub async fn recv(&mut self) -> Option<Result<Bytes, Error>> {
+        let s = self.h.s.clone();
+        std::future::poll_fn(|cx| poll_item(&s, cx)).await
+    }
+}
+
+impl futures::Stream for StreamReceiver {
+    type Item = Result<Bytes, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        poll_item(&self.h.s, cx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callee side
+
+/// What a streaming handler sees of its call.
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    /// The initial payload (`None` if absent).
+    pub payload: Option<Bytes>,
+    /// The caller's host string as configured on this node.
+    pub caller: Arc<str>,
+    /// The subroute the handler was registered under, if any.
+    pub subroute: Option<Arc<str>>,
+    /// The deadline the caller sent, if any.
+    pub deadline: Option<Instant>,
+    /// Fires on caller cancel, deadline, disconnect or protocol error.
+    pub cancel: CancellationToken,
+}
+
+/// A streaming handler: gets the call's context, its input and its output, and returns when
+/// done. Returning an error ends the stream with that remote error on the caller's side.
+///
+/// Implemented for every matching async closure.
+pub trait StreamHandler: Send + Sync + 'static {
+    /// Runs one stream.
+    fn call(
+        &self,
+        ctx: StreamContext,
+        input: StreamInput,
+        output: StreamOutput,
+    ) -> BoxFuture<'static, Result<(), RemoteError>>;
+}
+
+impl<F, Fut> StreamHandler for F
+where
+    F: Fn(StreamContext, StreamInput, StreamOutput) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
+{
+    fn call(
+        &self,
+        ctx: StreamContext,
+        input: StreamInput,
+        output: StreamOutput,
+    ) -> BoxFuture<'static, Result<(), RemoteError>> {
+        Box::pin(self(ctx, input, output))
+    }
+}
+
+pub(crate) struct CalleeInner {
+    pub(crate) st: CalleeState,
+    input_waker: Option<Waker>,
+    token_waker: Option<Waker>,
+}
+
+/// The callee's shared state of one stream.
+pub(crate) struct ServerStream {
+    pub(crate) inner: Mutex<CalleeInner>,
+    cancel: CancellationToken,
+    sess: Arc<Session>,
+    /// Whether the callee liveness check applies (DeadlineMS 0 or > 60 s, §6.8).
+    watch_liveness: bool,
+}
+
+impl ServerStream {
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Cancels the handler and wakes anything it waits on.
+    pub(crate) fn abort(&self) {
+        self.cancel.cancel();
+        let mut g = self.inner.lock();
+        wake(&mut g.input_waker);
+        wake(&mut g.token_waker);
+    }
+}
+
+/// Removes a stream from the table (if still there), tells the caller, cancels the handler.
+/// Whoever removes the stream sends the DisconnectClientMux, so it goes out once.
+fn forget_incoming(sess: &Arc<Session>, mux: u64, error_text: Option<String>) {
+    if let Some(s) = sess.incoming_streams.remove(mux) {
+        if let Some(text) = error_text {
+            let mut g = s.inner.lock();
+            let m = g.st.error_msg(text);
+            sess.send_control(m);
+        }
+        sess.send_control(disconnect_client(mux, sess.base_flags));
+        s.abort();
+    }
+}
+
+fn incoming(sess: &Session, mux: u64) -> Option<Arc<ServerStream>> {
+    sess.incoming_streams.with(mux, |s| s.clone())
+}
+
+/// The handler's input: a stream of items from the caller, ending at the caller's EOF.
+pub struct StreamInput {
+    s: Option<Arc<ServerStream>>,
+}
+
+impl std::fmt::Debug for StreamInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamInput")
+    }
+}
+
+fn poll_input(s: &ServerStream, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    let mut g = s.inner.lock();
+    if s.cancel.is_cancelled() {
+        return Poll::Ready(None);
+    }
+    if let Some((item, unblock)) = g.st.pop_input() {
+        s.sess.send_control(unblock);
+        return Poll::Ready(Some(item));
+    }
+    if g.st.input_closed {
+        return Poll::Ready(None);
+    }
+    g.input_waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+impl StreamInput {
+    /// The next input item; `None` at the caller's EOF, on cancellation, or if the stream
+    /// takes no input.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let s = self.s.as_ref()?.clone();
+        std::future::poll_fn(|cx| poll_input(&s, cx)).await
+    }
+}
+
+impl futures::Stream for StreamInput {
+    type Item = Bytes;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match &self.s {
+            Some(s) => poll_input(s, cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// The handler's output: `send` waits for a token (the caller's flow control).
+#[derive(Clone)]
+pub struct StreamOutput {
+    s: Arc<ServerStream>,
+}
+
+impl std::fmt::Debug for StreamOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamOutput")
+    }
+}
+
+fn poll_output(s: &ServerStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Result<(), Error>> {
+    let mut g = s.inner.lock();
+    if s.cancel.is_cancelled() {
+        return Poll::Ready(Err(Error::Cancelled));
+    }
+    match g.st.output_msg(item) {
+        Some(m) => {
+            s.sess.send_control(m);
+            Poll::Ready(Ok(()))
+        }
+        None => {
+            g.token_waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+fn poll_token(s: &ServerStream, cx: &mut Context<'_>) -> Poll<bool> {
+    let mut g = s.inner.lock();
+    if s.cancel.is_cancelled() {
+        return Poll::Ready(false);
+    }
+    if g.st.tokens > 0 {
+        return Poll::Ready(true);
+    }
+    g.token_waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+impl StreamOutput {
+    /// Sends one output item, waiting until the caller has room for it. Fails with
+    /// [`Error::Cancelled`] once the stream is cancelled.
+    pub async fn send(&self, item: Bytes) -> Result<(), Error> {
+        std::future::poll_fn(|cx| poll_output(&self.s, cx, &item)).await
+    }
+}
+
+pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
+    let conn = &sess.conn;
+    ConnCounters::add(&conn.counters.streams_in, 1);
+    if m.flags.contains(Flags::STATELESS) {
+        sess.reply_connect_error(&m, "Stateless streams not supported");
+        return;
+    }
+    let entry: StreamEntry = match conn.common.registry.stream(m.handler, m.subroute.as_ref()) {
+        Some(e) if m.handler != 0 => e,
+        _ => {
+            sess.reply_connect_error(&m, &invalid_handler_text(m.handler, m.subroute.as_ref()));
+            return;
+        }
+    };
+    if sess.incoming_streams.len() >= conn.common.cfg.max_incoming_streams {
+        ConnCounters::add(&conn.counters.rejected_over_limit, 1);
+        sess.reply_connect_error(&m, "server busy: too many concurrent streams");
+        return;
+    }
+    let now = Instant::now();
+    let st = CalleeState::new(
+        m.mux_id,
+        sess.base_flags,
+        m.seq,
+        entry.in_capacity,
+        entry.out_capacity as u32,
+        m.flags.contains(Flags::EOF),
+        now,
+    );
+    let cancel = sess.cancel.child_token();
+    let s = Arc::new(ServerStream {
+        inner: Mutex::new(CalleeInner {
+            st,
+            input_waker: None,
+            token_waker: None,
+        }),
+        cancel: cancel.clone(),
+        sess: sess.clone(),
+        watch_liveness: m.deadline_ms == 0 || m.deadline_ms > 60_000,
+    });
+    match sess.incoming_streams.insert(m.mux_id, s.clone()) {
+        Ok(()) => {}
+        Err(InsertError::Duplicate) => {
+            // A second ConnectMux for a live stream is ignored (§6.2); count it.
+            ConnCounters::add(&conn.counters.protocol_errors, 1);
+            return;
+        }
+        Err(InsertError::Closed) => return,
+    }
+    {
+        // The Ack goes out before anything else of this stream (§6.2 step 5).
+        let mut g = s.inner.lock();
+        let ack = g.st.ack_msg();
+        sess.send_control(ack);
+    }
+    let deadline = (m.deadline_ms > 0).then(|| now + Duration::from_millis(m.deadline_ms as u64));
+    let ctx = StreamContext {
+        payload: if entry.with_payload {
+            m.payload_opt().cloned()
+        } else {
+            None
+        },
+        caller: conn.remote.clone(),
+        subroute: entry.subroute.clone(),
+        deadline,
+        cancel: cancel.clone(),
+    };
+    let input = StreamInput {
+        s: (entry.in_capacity > 0).then(|| s.clone()),
+    };
+    let output = StreamOutput { s: s.clone() };
+    let sess = sess.clone();
+    let mux = m.mux_id;
+    tokio::spawn(async move {
+        let handler = entry.handler;
+        let fut =
+            AssertUnwindSafe(async move { handler.call(ctx, input, output).await }).catch_unwind();
+        let sleep = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let res: Option<Result<(), String>> = tokio::select! {
+            r = fut => Some(match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.0),
+                Err(p) => Err(format!("handler panic: {}", catch_panic_text(p))),
+            }),
+            _ = cancel.cancelled() => None,
+            _ = sleep => Some(Err("context deadline exceeded".to_string())),
+        };
+        if let Some(res) = res {
+            // Wait for one more token before the final message, as the reference does.
+            let s2 = s.clone();
+            let got = std::future::poll_fn(|cx| poll_token(&s2, cx)).await;
+            if got && sess.incoming_streams.contains(mux) {
+                let mut g = s.inner.lock();
+                let fin = g.st.final_msg(res);
+                sess.send_control(fin);
+            }
+        }
+        forget_incoming(&sess, mux, None);
+        s.abort();
+    });
+}
+
+/// Runs a callee-state transition; on error the stream ends with that remote error.
+fn callee_apply(
+    sess: &Arc<Session>,
+    m: &Message,
+    f: impl FnOnce(&mut CalleeState, &Message) -> Result<(), String>,
+) -> bool {
+    let Some(s) = incoming(sess, m.mux_id) else {
+        return false;
+    };
+    let r = {
+        let mut g = s.inner.lock();
+        let r = f(&mut g.st, m);
+        wake(&mut g.input_waker);
+        wake(&mut g.token_waker);
+        r
+    };
+    if let Err(text) = r {
+        ConnCounters::add(&sess.counters().protocol_errors, 1);
+        forget_incoming(sess, m.mux_id, Some(text));
+    }
+    true
+}
+
+pub(crate) fn on_client_msg(sess: &Arc<Session>, m: Message) {
+    if !callee_apply(sess, &m, CalleeState::on_client_msg) {
+        // Correct direction: the caller's stream is unknown here.
+        sess.send_control(disconnect_client(m.mux_id, sess.base_flags));
+    }
+}
+
+pub(crate) fn on_unblock_srv(sess: &Arc<Session>, m: Message) {
+    callee_apply(sess, &m, CalleeState::on_unblock);
+}
+
+pub(crate) fn on_server_disconnect(sess: &Arc<Session>, m: Message) {
+    forget_incoming(sess, m.mux_id, None);
+}
+
+pub(crate) fn on_ping(sess: &Arc<Session>, m: Message) {
+    let mut pong = PongPayload::default();
+    let mut failed = None;
+    match incoming(sess, m.mux_id) {
+        None => pong.not_found = true,
+        Some(s) => {
+            let mut g = s.inner.lock();
+            if let Err(text) = g.st.on_ping(&m, Instant::now()) {
+                pong.err = Some(text.clone());
+                failed = Some(text);
+            } else if s.cancel.is_cancelled() {
+                pong.err = Some("context canceled".to_string());
+            }
+        }
+    }
+    let mut reply = Message::new(Op::Pong, m.mux_id);
+    reply.seq = m.seq;
+    reply.deadline_ms = m.deadline_ms;
+    reply.handler = m.handler;
+    reply.flags = m
+        .flags
+        .without(Flags::SUBROUTE | Flags::ZERO | Flags::ERR | Flags::EOF)
+        | sess.base_flags;
+    reply.payload = pong.encode();
+    sess.send_control(reply);
+    if let Some(text) = failed {
+        forget_incoming(sess, m.mux_id, Some(text));
+    }
+}
+
+/// Periodic work: caller pings and liveness, callee liveness (§6.8).
+pub(crate) fn tick(sess: &Arc<Session>) {
+    let cfg = &sess.conn.common.cfg;
+    let now = Instant::now();
+    let mut outs = Vec::new();
+    sess.outgoing.for_each(|o| {
+        if let Outgoing::Stream(s) = o {
+            outs.push(s.clone());
+        }
+    });
+    for s in outs {
+        if !s.pings {
+            continue;
+        }
+        let mut g = s.inner.lock();
+        if g.st.end.is_some() {
+            continue;
+        }
+        if now.duration_since(g.st.last_recv) > cfg.stream_idle_timeout {
+            drop(g);
+            abort_outgoing(sess, &s, Error::Disconnected);
+            continue;
+        }
+        let p = g.st.ping_msg();
+        s.queue(p);
+    }
+    let mut ins = Vec::new();
+    sess.incoming_streams.for_each(|s| ins.push(s.clone()));
+    for s in ins {
+        if !s.watch_liveness {
+            continue;
+        }
+        let (stale, mux) = {
+            let g = s.inner.lock();
+            (
+                now.duration_since(g.st.last_ping) > cfg.stream_callee_idle_timeout,
+                g.st.mux_id,
+            )
+        };
+        if stale {
+            forget_incoming(sess, mux, None);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The outbound queue of one session (PROTOCOL.md §8), drained by the session's writer.
+//!
+//! Two lanes share one FIFO: callers' data messages wait while the queue holds `capacity`
+//! entries (back-pressure, cancellable by dropping the future), while control messages the
+//! reader produces (pongs, acks, errors, unblocks) never wait, so the reader never blocks on a
+//! slow writer (§12.8). The queue belongs to one session: when it closes, its content is
+//! dropped, so nothing queued for a dead session reaches the next one (§12.5).
+
+use crate::wire::Message;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use tokio::sync::Notify;
+
+/// One item for the writer.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A grid message.
+    Msg(Message),
+    /// A WebSocket pong answering a WebSocket ping.
+    WsPong(Bytes),
+}
+
+/// The session has ended; nothing more can be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
+struct Inner {
+    q: VecDeque<Outbound>,
+    closed: bool,
+    writer_waiting: bool,
+    producers_waiting: bool,
+}
+
+pub(crate) struct OutQueue {
+    inner: Mutex<Inner>,
+    data: Notify,
+    space: Notify,
+    capacity: usize,
+}
+
+impl OutQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        OutQueue {
+            inner: Mutex::new(Inner {
+                q: VecDeque::with_capacity(256),
+                closed: false,
+                writer_waiting: false,
+                producers_waiting: false,
+            }),
+            data: Notify::new(),
+            space: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn push_locked(&self, inner: &mut Inner, item: Outbound) {
+        inner.q.push_back(item);
+        if inner.writer_waiting {
+            inner.writer_waiting = false;
+            self.data.notify_one();
+        }
+    }
+
+    /// Queues a control item without waiting for space.
+    pub(crate) fn push(&self, item: Outbound) -> Result<(), Closed> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(Closed);
+        }
+        self.push_locked(&mut inner, item);
+        Ok(())
+    }
+
+    /// Queues a caller's message, waiting while the queue is full.
+    pub(crate) async fn push_wait(&self, msg: Message) -> Result<(), Closed> {
+        let mut item = Some(Outbound::Msg(msg));
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            {
+                let mut inner = self.inner.lock();
+                if inner.closed {
+                    return Err(Closed);
+                }
+                if inner.q.len() < self.capacity {
+                    if let Some(it) = item.take() {
+                        self.push_locked(&mut inner, it);
+                    }
+                    return Ok(());
+                }
+                inner.producers_waiting = true;
+                notified.as_mut().enable();
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the queue is non-empty or closed.
+    pub(crate) async fn ready(&self) {
+        loop {
+            let notified = self.data.notified();
+            tokio::pin!(notified);
+            {
+                let mut inner = self.inner.lock();
+                if !inner.q.is_empty() || inner.closed {
+                    return;
+                }
+                inner.writer_waiting = true;
+                notified.as_mut().enable();
+            }
+            notified.await;
+        }
+    }
+
+    /// Moves everything queued into `out`. Returns false once the queue is closed.
+    pub(crate) fn drain_into(&self, out: &mut VecDeque<Outbound>) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        if out.is_empty() {
+            std::mem::swap(out, &mut inner.q);
+        } else {
+            out.extend(inner.q.drain(..));
+        }
+        if inner.producers_waiting {
+            inner.producers_waiting = false;
+            self.space.notify_waiters();
+        }
+        true
+    }
+
+    /// Closes the queue, drops its content and releases every waiter.
+    pub(crate) fn close(&self) {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        inner.q.clear();
+        drop(inner);
+        self.space.notify_waiters();
+        self.data.notify_one();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().q.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Op;
+    use std::time::Duration;
+
+    fn msg(i: u64) -> Message {
+        Message::new(Op::Request, i)
+    }
+
+    #[tokio::test]
+    async fn producers_block_when_full_and_are_released_by_drain_or_close() {
+        let q = std::sync::Arc::new(OutQueue::new(2));
+        q.push_wait(msg(1)).await.unwrap();
+        q.push_wait(msg(2)).await.unwrap();
+        let q2 = q.clone();
+        let blocked = tokio::spawn(async move { q2.push_wait(msg(3)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!blocked.is_finished(), "third push must wait for space");
+        // Control items never wait.
+        q.push(Outbound::WsPong(Bytes::new())).unwrap();
+        let mut out = VecDeque::new();
+        assert!(q.drain_into(&mut out));
+        assert_eq!(out.len(), 3);
+        tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(q.len(), 1);
+        // Fill again and close: the waiter fails with Closed and the content is dropped.
+        q.push_wait(msg(4)).await.unwrap();
+        let q3 = q.clone();
+        let blocked = tokio::spawn(async move { q3.push_wait(msg(5)).await });
+        tokio::task::yield_now().await;
+        q.close();
+        let r = tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, Err(Closed));
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.push(Outbound::WsPong(Bytes::new())), Err(Closed));
+        assert!(!q.drain_into(&mut out));
+    }
+
+    #[tokio::test]
+    async fn ready_wakes_on_push_and_close() {
+        let q = std::sync::Arc::new(OutQueue::new(8));
+        let q2 = q.clone();
+        let w = tokio::spawn(async move { q2.ready().await });
+        tokio::task::yield_now().await;
+        q.push(Outbound::Msg(msg(1))).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut out = VecDeque::new();
+        q.drain_into(&mut out);
+        let q2 = q.clone();
+        let w = tokio::spawn(async move { q2.ready().await });
+        tokio::task::yield_now().await;
+        q.close();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,643 @@
+//! One live WebSocket session with a peer: its reader task, its writer task, and the dispatch of
+//! every received message to the mux tables and handlers.
+//!
+//! All per-call state lives in the session, not the connection: when a session ends, its
+//! tables close, every call of either direction fails or is cancelled, and its outbound queue is
+//! dropped, so nothing crosses into the next session (PROTOCOL.md §4.5, §12.5).
+
+use super::outq::{OutQueue, Outbound};
+use super::ws::{self, FrameDecoder, Need, Role, WsEvent};
+use super::{BoxRead, BoxWrite, IoHalves};
+use crate::connection::ConnShared;
+use crate::error::{Error, RemoteError};
+use crate::handler::{invalid_handler_text, Request};
+use crate::proto::muxtable::{InsertError, MuxTable};
+use crate::stats::ConnCounters;
+use crate::stream::{self, ClientStream, ServerStream};
+use crate::wire::{
+    split_frame, Flags, GridTime, Limits, MergedBuilder, Message, MuxConnectErrorPayload, MuxId,
+    Op, PingPayload, PongPayload,
+};
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+/// A write buffer that grew beyond this is released after use (§8 "Buffers").
+const MAX_KEPT_WRITE_BUF: usize = 256 * 1024;
+
+/// What a caller waits on.
+pub(crate) enum Outgoing {
+    /// A single request: completed once with the response or an error.
+    Single(oneshot::Sender<Result<Option<Bytes>, Error>>),
+    /// A stream opened by this node.
+    Stream(Arc<ClientStream>),
+}
+
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) conn: Arc<ConnShared>,
+    pub(crate) role: Role,
+    pub(crate) out: OutQueue,
+    pub(crate) outgoing: MuxTable<Outgoing>,
+    pub(crate) incoming_singles: MuxTable<CancellationToken>,
+    pub(crate) incoming_streams: MuxTable<Arc<ServerStream>>,
+    pub(crate) cancel: CancellationToken,
+    /// CRC on plaintext connections, nothing on TLS ones (§3.5).
+    pub(crate) base_flags: Flags,
+    pub(crate) started: Instant,
+    /// Nanoseconds after `started` of the last connection-level pong.
+    last_pong_ns: AtomicU64,
+    ended: AtomicBool,
+    /// Single-request handlers running for the peer.
+    pub(crate) running: AtomicUsize,
+    /// Our calls in flight (singles and streams), for adaptive write batching.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) peer_instance: [u8; 16],
+}
+
+impl Session {
+    pub(crate) fn counters(&self) -> &ConnCounters {
+        &self.conn.counters
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_message_size: self.conn.common.cfg.max_message_size,
+        }
+    }
+
+    /// Starts a session on an established, handshaken stream.
+    pub(crate) fn spawn(
+        conn: &Arc<ConnShared>,
+        io: IoHalves,
+        leftover: BytesMut,
+        role: Role,
+        peer_instance: [u8; 16],
+    ) -> Arc<Session> {
+        let cfg = &conn.common.cfg;
+        let tls = conn.target.tls || conn.common.local_tls;
+        let sess = Arc::new(Session {
+            id: conn.common.next_session_id(),
+            conn: conn.clone(),
+            role,
+            out: OutQueue::new(cfg.outbound_queue),
+            outgoing: MuxTable::default(),
+            incoming_singles: MuxTable::default(),
+            incoming_streams: MuxTable::default(),
+            cancel: conn.common.shutdown.child_token(),
+            base_flags: if tls { Flags::NONE } else { Flags::CRC },
+            started: Instant::now(),
+            last_pong_ns: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peer_instance,
+        });
+        conn.install(&sess);
+        tokio::spawn(writer_task(sess.clone(), io.write));
+        tokio::spawn(reader_task(sess.clone(), io.read, leftover));
+        sess
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Ends the session: closes the queue and the tables, fails our calls with
+    /// `remote disconnected`, cancels the peer's calls. Idempotent.
+    pub(crate) fn end(self: &Arc<Self>, reason: &str) {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(remote = %self.conn.remote, session = self.id, reason, "session ended");
+        self.cancel.cancel();
+        self.out.close();
+        for o in self.outgoing.close_and_drain() {
+            match o {
+                Outgoing::Single(tx) => {
+                    let _ = tx.send(Err(Error::Disconnected));
+                }
+                Outgoing::Stream(s) => s.fail_local(Error::Disconnected),
+            }
+        }
+        for t in self.incoming_singles.close_and_drain() {
+            t.cancel();
+        }
+        for s in self.incoming_streams.close_and_drain() {
+            s.cancel_token().cancel();
+        }
+        self.conn.session_ended(self, reason);
+    }
+
+    fn since_last_pong(&self) -> Duration {
+        let last = Duration::from_nanos(self.last_pong_ns.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Queues a control message (never waits). Returns false if the session has ended.
+    pub(crate) fn send_control(&self, m: Message) -> bool {
+        self.out.push(Outbound::Msg(m)).is_ok()
+    }
+
+    /// A reply to `m` that copies its tuple fields, as MuxConnectError and Pong do.
+    fn echo(&self, m: &Message, op: Op, payload: Bytes) -> Message {
+        Message {
+            mux_id: m.mux_id,
+            seq: m.seq,
+            deadline_ms: m.deadline_ms,
+            handler: m.handler,
+            op,
+            flags: m.flags.without(Flags::SUBROUTE | Flags::ZERO | Flags::ERR) | self.base_flags,
+            payload,
+            subroute: None,
+        }
+    }
+
+    /// Replies MuxConnectError with `text` to a Request or ConnectMux (§5.2).
+    pub(crate) fn reply_connect_error(&self, m: &Message, text: &str) {
+        let payload = MuxConnectErrorPayload {
+            error: text.to_string(),
+        }
+        .encode();
+        let mut r = self.echo(m, Op::MuxConnectError, payload);
+        r.flags |= Flags::EOF;
+        self.send_control(r);
+    }
+
+    /// Number of calls of ours and of the peer currently active (for write batching).
+    fn activity(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) + self.running.load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+async fn reader_task(sess: Arc<Session>, mut r: BoxRead, buf: BytesMut) {
+    let reason = match reader_loop(&sess, &mut r, buf).await {
+        Ok(()) => "session closed".to_string(),
+        Err(e) => e,
+    };
+    sess.end(&reason);
+}
+
+async fn reader_loop(
+    sess: &Arc<Session>,
+    r: &mut BoxRead,
+    mut buf: BytesMut,
+) -> Result<(), String> {
+    let limits = sess.limits();
+    let mut dec = FrameDecoder::new(sess.role, limits.max_frame_size());
+    loop {
+        match dec.decode(&mut buf) {
+            Err(e) => {
+                ConnCounters::add(&sess.counters().protocol_errors, 1);
+                return Err(e.to_string());
+            }
+            Ok(Ok(WsEvent::Binary(b))) => {
+                ConnCounters::add(&sess.counters().bytes_in, b.len() as u64);
+                handle_frame(sess, b, &limits)?;
+            }
+            Ok(Ok(WsEvent::Text(_))) | Ok(Ok(WsEvent::Pong)) => {}
+            Ok(Ok(WsEvent::Ping(p))) => {
+                let _ = sess.out.push(Outbound::WsPong(p));
+            }
+            Ok(Ok(WsEvent::Close)) => return Err("websocket close received".to_string()),
+            Ok(Err(Need::More(n))) => {
+                if buf.capacity() - buf.len() < n {
+                    buf.reserve(n.max(READ_CHUNK));
+                }
+                tokio::select! {
+                    biased;
+                    _ = sess.cancel.cancelled() => return Ok(()),
+                    res = r.read_buf(&mut buf) => match res {
+                        Ok(0) => return Err("connection closed by peer".to_string()),
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("read: {e}")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle_frame(sess: &Arc<Session>, b: Bytes, limits: &Limits) -> Result<(), String> {
+    let bad = |e: crate::wire::DecodeError| {
+        ConnCounters::add(&sess.counters().protocol_errors, 1);
+        format!("malformed message: {e}")
+    };
+    let msgs = split_frame(b, limits).map_err(bad)?;
+    for m in msgs {
+        let m = m.map_err(bad)?;
+        ConnCounters::add(&sess.counters().msgs_in, 1);
+        dispatch(sess, m);
+    }
+    Ok(())
+}
+
+fn dispatch(sess: &Arc<Session>, m: Message) {
+    match m.op {
+        Op::Request => callee_request(sess, m),
+        Op::Response => caller_response(sess, m),
+        Op::MuxConnectError | Op::DisconnectClientMux => caller_failed(sess, m),
+        Op::Ping if m.mux_id == 0 => conn_ping(sess, m),
+        Op::Pong if m.mux_id == 0 => conn_pong(sess, m),
+        Op::Ping => stream::on_ping(sess, m),
+        Op::Pong => stream::on_pong(sess, m),
+        Op::DisconnectServerMux => {
+            if let Some(t) = sess.incoming_singles.remove(m.mux_id) {
+                // A nodegrid caller gave up on a single request (§12.2): stop the handler.
+                t.cancel();
+            } else {
+                stream::on_server_disconnect(sess, m);
+            }
+        }
+        Op::ConnectMux => stream::on_connect_mux(sess, m),
+        Op::MuxClientMsg => stream::on_client_msg(sess, m),
+        Op::UnblockSrvMux => stream::on_unblock_srv(sess, m),
+        Op::MuxServerMsg => stream::on_server_msg(sess, m),
+        Op::UnblockClMux => stream::on_unblock_cl(sess, m),
+        Op::AckMux => stream::on_ack(sess, m),
+        op => {
+            tracing::debug!(remote = %sess.conn.remote, %op, "ignoring message with unhandled op");
+        }
+    }
+}
+
+fn conn_ping(sess: &Arc<Session>, m: Message) {
+    // Pings without (or with an undecodable) payload are answered with the zero time (§4.3).
+    let t = PingPayload::decode(&m.payload)
+        .map(|p| p.t)
+        .unwrap_or(GridTime::ZERO);
+    let payload = PongPayload {
+        not_found: false,
+        err: None,
+        t,
+    }
+    .encode();
+    let pong = sess.echo(&m, Op::Pong, payload);
+    sess.send_control(pong);
+}
+
+fn conn_pong(sess: &Arc<Session>, m: Message) {
+    sess.last_pong_ns
+        .store(sess.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    let c = sess.counters();
+    c.last_pong_unix_ms.store(
+        (GridTime::now().unix_nanos() / 1_000_000) as u64,
+        Ordering::Relaxed,
+    );
+    if let Ok(p) = PongPayload::decode(&m.payload) {
+        if !p.t.is_zero() {
+            let rtt = GridTime::now().nanos_since(&p.t);
+            if rtt >= 0 {
+                c.record_rtt(rtt as u64);
+            }
+        }
+    }
+}
+
+fn caller_response(sess: &Arc<Session>, m: Message) {
+    match sess.outgoing.remove(m.mux_id) {
+        Some(Outgoing::Single(tx)) => {
+            let r = if m.seq != 0 {
+                Err(Error::OutOfSequence)
+            } else if m.flags.contains(Flags::ERR) {
+                Err(Error::Remote(RemoteError(
+                    String::from_utf8_lossy(&m.payload).into_owned(),
+                )))
+            } else {
+                Ok(m.payload_opt().cloned())
+            };
+            let _ = tx.send(r);
+        }
+        Some(Outgoing::Stream(s)) => {
+            s.fail_local(Error::Protocol(
+                "single response received for a stream".into(),
+            ));
+        }
+        None => {}
+    }
+}
+
+fn caller_failed(sess: &Arc<Session>, m: Message) {
+    let err = if m.op == Op::MuxConnectError {
+        let text = MuxConnectErrorPayload::decode(&m.payload)
+            .map(|p| p.error)
+            .unwrap_or_else(|e| format!("invalid mux connect error: {e}"));
+        Error::Remote(RemoteError(text))
+    } else if m.flags.contains(Flags::ERR) {
+        Error::Remote(RemoteError(
+            String::from_utf8_lossy(&m.payload).into_owned(),
+        ))
+    } else {
+        Error::Disconnected
+    };
+    match sess.outgoing.remove(m.mux_id) {
+        Some(Outgoing::Single(tx)) => {
+            let _ = tx.send(Err(err));
+        }
+        Some(Outgoing::Stream(s)) => {
+            // DisconnectClientMux after a clean EOF is normal cleanup; the stream has ended.
+            s.fail_remote(err);
+        }
+        None => {}
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+pub(crate) fn catch_panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    panic_text(p.as_ref())
+}
+
+fn callee_request(sess: &Arc<Session>, m: Message) {
+    let conn = &sess.conn;
+    ConnCounters::add(&conn.counters.requests_in, 1);
+    let entry = match conn.common.registry.single(m.handler, m.subroute.as_ref()) {
+        Some(e) if m.handler != 0 => e,
+        _ => {
+            sess.reply_connect_error(&m, &invalid_handler_text(m.handler, m.subroute.as_ref()));
+            return;
+        }
+    };
+    if sess.running.load(Ordering::Relaxed) >= conn.common.cfg.max_running_handlers {
+        ConnCounters::add(&conn.counters.rejected_over_limit, 1);
+        sess.reply_connect_error(&m, "server busy: too many concurrent requests");
+        return;
+    }
+    let token = sess.cancel.child_token();
+    match sess.incoming_singles.insert(m.mux_id, token.clone()) {
+        Ok(()) => {}
+        Err(InsertError::Duplicate) => {
+            // The same caller reused a live mux ID: never run it twice (§12.17).
+            ConnCounters::add(&conn.counters.protocol_errors, 1);
+            tracing::debug!(remote = %conn.remote, mux = m.mux_id, "duplicate request mux id ignored");
+            return;
+        }
+        Err(InsertError::Closed) => return,
+    }
+    sess.running.fetch_add(1, Ordering::Relaxed);
+    let deadline =
+        (m.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(m.deadline_ms as u64));
+    let req = Request {
+        payload: m.payload_opt().cloned(),
+        caller: conn.remote.clone(),
+        subroute: entry.subroute.clone(),
+        deadline: deadline.map(|d| d.into_std()),
+        cancel: token.clone(),
+    };
+    let sess = sess.clone();
+    let (mux_id, seq) = (m.mux_id, m.seq);
+    tokio::spawn(async move {
+        let handler = entry.handler;
+        let fut = AssertUnwindSafe(async move { handler.call(req).await }).catch_unwind();
+        let sleep = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let res = tokio::select! {
+            r = fut => Some(match r {
+                Ok(r) => r,
+                Err(p) => Err(RemoteError(format!("handleMessages: panic recovered: {}", panic_text(p.as_ref())))),
+            }),
+            _ = token.cancelled() => None,
+            _ = sleep => Some(Err(RemoteError("context deadline exceeded".to_string()))),
+        };
+        token.cancel();
+        sess.running.fetch_sub(1, Ordering::Relaxed);
+        let still_wanted = sess.incoming_singles.remove(mux_id).is_some();
+        if let (Some(res), true) = (res, still_wanted) {
+            let mut r = Message::new(Op::Response, mux_id);
+            r.seq = seq;
+            r.flags = sess.base_flags | Flags::EOF;
+            match res {
+                Ok(b) => r.set_payload(Some(b)),
+                Err(e) => {
+                    r.flags |= Flags::ERR;
+                    r.payload = Bytes::from(e.0);
+                }
+            }
+            sess.send_control(r);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+async fn writer_task(sess: Arc<Session>, mut w: BoxWrite) {
+    let reason = match writer_loop(&sess, &mut w).await {
+        Ok(()) => "session closed".to_string(),
+        Err(e) => e,
+    };
+    sess.end(&reason);
+    let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+}
+
+struct FrameWriter {
+    role: Role,
+    single: BytesMut,
+    merged: MergedBuilder,
+    write_timeout: Duration,
+    mask_state: u64,
+}
+
+impl FrameWriter {
+    fn mask(&mut self) -> Option<[u8; 4]> {
+        if self.role != Role::Dialer {
+            return None;
+        }
+        // xorshift64*: mask keys need to vary, not to be secret (RFC 6455 §10.3 protects
+        // browsers from cache poisoning, which does not apply between servers).
+        let mut x = self.mask_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_state = x;
+        Some(
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32).to_le_bytes()[..4]
+                .try_into()
+                .unwrap_or([1, 2, 3, 4]),
+        )
+    }
+
+    async fn write(&self, w: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
+        match tokio::time::timeout(self.write_timeout, async {
+            w.write_all(bytes).await?;
+            w.flush().await
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write: {e}")),
+            Err(_) => Err(format!(
+                "write blocked for more than {:?}",
+                self.write_timeout
+            )),
+        }
+    }
+
+    async fn write_single(
+        &mut self,
+        sess: &Session,
+        w: &mut BoxWrite,
+        m: &Message,
+    ) -> Result<(), String> {
+        let mut buf = std::mem::take(&mut self.single);
+        buf.clear();
+        buf.resize(ws::MAX_HEADER_LEN, 0);
+        m.encode(&mut buf).map_err(|e| e.to_string())?;
+        let mask = self.mask();
+        let start = ws::frame_in_place(&mut buf, ws::MAX_HEADER_LEN, mask);
+        let c = sess.counters();
+        ConnCounters::add(&c.msgs_out, 1);
+        ConnCounters::add(&c.bytes_out, (buf.len() - ws::MAX_HEADER_LEN) as u64);
+        ConnCounters::add(&c.ws_messages_out, 1);
+        let r = self.write(w, &buf[start..]).await;
+        if buf.capacity() <= MAX_KEPT_WRITE_BUF {
+            self.single = buf;
+        }
+        r
+    }
+
+    async fn write_merged(&mut self, sess: &Session, w: &mut BoxWrite) -> Result<(), String> {
+        let n = self.merged.len() as u64;
+        let body = self.merged.body_len() as u64;
+        let (mut buf, start) = self.merged.finish_with_headroom();
+        let mask = self.mask();
+        let fs = ws::frame_in_place(&mut buf, start, mask);
+        let c = sess.counters();
+        ConnCounters::add(&c.msgs_out, n);
+        ConnCounters::add(&c.bytes_out, body);
+        ConnCounters::add(&c.ws_messages_out, 1);
+        let r = self.write(w, &buf[fs..]).await;
+        if buf.capacity() <= MAX_KEPT_WRITE_BUF {
+            self.merged.recycle(buf);
+        }
+        r
+    }
+}
+
+fn conn_ping_msg() -> Message {
+    let mut p = Message::new(Op::Ping, 0);
+    p.deadline_ms = 10_000;
+    p.payload = PingPayload { t: GridTime::now() }.encode();
+    p
+}
+
+async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String> {
+    let cfg = &sess.conn.common.cfg;
+    let mut fw = FrameWriter {
+        role: sess.role,
+        single: BytesMut::with_capacity(16 * 1024),
+        merged: MergedBuilder::with_headroom(
+            cfg.merge_max_messages,
+            cfg.merge_max_bytes,
+            ws::MAX_HEADER_LEN,
+        ),
+        write_timeout: cfg.write_timeout,
+        mask_state: rand::random::<u64>() | 1,
+    };
+    let mut batch: VecDeque<Outbound> = VecDeque::with_capacity(256);
+    let start = Instant::now();
+    let mut ping = tokio::time::interval_at(start + cfg.ping_interval, cfg.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let check = stream::check_interval(cfg);
+    let mut stream_tick = tokio::time::interval_at(start + check, check);
+    stream_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = sess.cancel.cancelled() => return Ok(()),
+            _ = ping.tick() => {
+                let since = sess.since_last_pong();
+                if since > cfg.pong_timeout {
+                    return Err(format!("no pong from peer for {since:?}"));
+                }
+                batch.push_back(Outbound::Msg(conn_ping_msg()));
+            }
+            _ = stream_tick.tick() => stream::tick(sess),
+            _ = sess.out.ready() => {}
+        }
+        // Let other ready tasks queue their messages first when many calls are active: more
+        // messages per write at high concurrency, no added latency for a lone call.
+        if sess.activity() > 1 {
+            tokio::task::yield_now().await;
+        }
+        if !sess.out.drain_into(&mut batch) {
+            return Ok(());
+        }
+        write_batch(sess, w, &mut fw, &mut batch).await?;
+    }
+}
+
+async fn write_batch(
+    sess: &Arc<Session>,
+    w: &mut BoxWrite,
+    fw: &mut FrameWriter,
+    batch: &mut VecDeque<Outbound>,
+) -> Result<(), String> {
+    while let Some(item) = batch.pop_front() {
+        let m = match item {
+            Outbound::WsPong(p) => {
+                let f = ws::pong_frame(&p, fw.mask());
+                fw.write(w, &f).await?;
+                continue;
+            }
+            Outbound::Msg(m) => m,
+        };
+        let pair_fits = match batch.front() {
+            Some(Outbound::Msg(n)) => {
+                let (a, b) = (m.encoded_len(), n.encoded_len());
+                fw.merged.is_empty() && a + b + 10 <= sess.conn.common.cfg.merge_max_bytes
+            }
+            _ => false,
+        };
+        if !pair_fits {
+            fw.write_single(sess, w, &m).await?;
+            continue;
+        }
+        fw.merged.try_push(&m).map_err(|e| e.to_string())?;
+        while let Some(Outbound::Msg(n)) = batch.front() {
+            if !fw.merged.fits(n) {
+                break;
+            }
+            if let Some(Outbound::Msg(n)) = batch.pop_front() {
+                fw.merged.try_push(&n).map_err(|e| e.to_string())?;
+            }
+        }
+        fw.write_merged(sess, w).await?;
+    }
+    Ok(())
+}
+
+/// Allocates the next mux ID for a call on this connection.
+pub(crate) fn next_mux_id(counter: &AtomicU64) -> MuxId {
+    loop {
+        let id = counter.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
