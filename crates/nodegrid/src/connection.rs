@@ -632,9 +632,7 @@ pub(crate) async fn dial_loop(conn: Arc<ConnShared>) {
                 ConnCounters::add(&conn.counters.handshake_failures, 1);
                 let text = e.to_string();
                 conn.note_error(&text);
-                if !first || conn.counters.connects.load(Ordering::Relaxed) > 0 {
-                    conn.state.send_replace(ConnState::Disconnected(text));
-                }
+                conn.state.send_replace(ConnState::Disconnected(text));
                 let u: f64 = rand::random();
                 let next = start + redial_delay(u, common.cfg.redial_min, common.cfg.redial_max);
                 tokio::select! {

@@ -352,9 +352,10 @@ impl StreamCall {
         close_send(&self.h.s)
     }
 
-    /// Cancels the stream: the remote handler's cancellation token fires.
-    pub fn cancel(self) {
-        drop(self)
+    /// Cancels the stream: the remote handler's cancellation token fires, and this stream
+    /// then yields [`Error::Cancelled`] (unless it had already ended).
+    pub fn cancel(&self) {
+        abort_outgoing(&self.h.s.sess, &self.h.s, Error::Cancelled);
     }
 
     /// Splits into an input half and an output half that can be used from different tasks.
@@ -740,16 +741,35 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
                 None => std::future::pending().await,
             }
         };
+        tokio::pin!(fut);
+        let mut finished = false;
         let res: Option<Result<(), String>> = tokio::select! {
-            r = fut => Some(match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.0),
-                Err(p) => Err(format!("handler panic: {}", catch_panic_text(p))),
-            }),
+            biased;
+            r = &mut fut => {
+                finished = true;
+                Some(match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.0),
+                    Err(p) => Err(format!("handler panic: {}", catch_panic_text(p))),
+                })
+            }
             _ = cancel.cancelled() => None,
             _ = sleep => Some(Err("context deadline exceeded".to_string())),
         };
-        if let Some(res) = res {
+        if !finished {
+            // Cancelled or past its deadline: let the handler see its token and finish, but
+            // not forever. The deadline case still sends its error below.
+            if res.is_some() {
+                let mut g = s.inner.lock();
+                if sess.incoming_streams.contains(mux) {
+                    let m = g.st.error_msg("context deadline exceeded".to_string());
+                    sess.send_control(m);
+                }
+            }
+            s.abort();
+            let _ = tokio::time::timeout(crate::transport::session::HANDLER_GRACE, &mut fut).await;
+        }
+        if let (true, Some(res)) = (finished, res) {
             // Wait for one more token before the final message, as the reference does.
             let s2 = s.clone();
             let got = std::future::poll_fn(|cx| poll_token(&s2, cx)).await;

@@ -30,6 +30,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How long a cancelled handler may keep running to observe its cancellation token before
+/// it is dropped.
+pub(crate) const HANDLER_GRACE: Duration = Duration::from_secs(1);
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 /// A write buffer that grew beyond this is released after use (§8 "Buffers").
@@ -416,15 +419,26 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
                 None => std::future::pending().await,
             }
         };
+        tokio::pin!(fut);
+        let mut finished = false;
         let res = tokio::select! {
-            r = fut => Some(match r {
-                Ok(r) => r,
-                Err(p) => Err(RemoteError(format!("handleMessages: panic recovered: {}", panic_text(p.as_ref())))),
-            }),
+            biased;
+            r = &mut fut => {
+                finished = true;
+                Some(match r {
+                    Ok(r) => r,
+                    Err(p) => Err(RemoteError(format!("handleMessages: panic recovered: {}", panic_text(p.as_ref())))),
+                })
+            }
             _ = token.cancelled() => None,
             _ = sleep => Some(Err(RemoteError("context deadline exceeded".to_string()))),
         };
         token.cancel();
+        if !finished {
+            // Cancelled or past its deadline: let the handler see its token and finish, but
+            // not forever.
+            let _ = tokio::time::timeout(HANDLER_GRACE, &mut fut).await;
+        }
         sess.running.fetch_sub(1, Ordering::Relaxed);
         let still_wanted = sess.incoming_singles.remove(mux_id).is_some();
         if let (Some(res), true) = (res, still_wanted) {

@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: clusters on loopback, quiet tracing, leak checks.
 #![allow(dead_code)]
 
+pub mod rawpeer;
+
 use nodegrid::auth::Auth;
 use nodegrid::{GridConfig, Manager};
 use std::time::Duration;
