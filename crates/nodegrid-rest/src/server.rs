@@ -413,7 +413,7 @@ impl RestServer {
                 async move {
                     match check_auth(&auth, req.headers()) {
                         Ok(()) => (StatusCode::OK, "ok").into_response(),
-                        Err(resp) => resp,
+                        Err(refusal) => refusal.into_response(),
                     }
                 }
             }
@@ -424,8 +424,8 @@ impl RestServer {
     }
 
     async fn dispatch(&self, req: Request) -> Response {
-        if let Err(resp) = check_auth(&self.auth, req.headers()) {
-            return resp;
+        if let Err(refusal) = check_auth(&self.auth, req.headers()) {
+            return refusal.into_response();
         }
         let (parts, body) = req.into_parts();
         let method = parts
@@ -462,14 +462,14 @@ impl RestServer {
 
 /// HTTP-level authentication (PROTOCOL.md §2.4, check A); the error response is 403 with the
 /// reason as text.
-fn check_auth(auth: &Auth, headers: &HeaderMap) -> Result<(), Response> {
+fn check_auth(auth: &Auth, headers: &HeaderMap) -> Result<(), HandlerError> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     auth.check_http(
         get(http::header::AUTHORIZATION.as_str()),
         get(TIME_HEADER),
         SystemTime::now(),
     )
-    .map_err(|e| (StatusCode::FORBIDDEN, e.to_string()).into_response())
+    .map_err(|e| HandlerError::new(StatusCode::FORBIDDEN, e.to_string()))
 }
 
 #[cfg(test)]
