@@ -2,14 +2,16 @@
 //! the built-in `source`, with the process's peak resident memory.
 //!
 //! ```text
-//! cargo run --release -p nodegrid-rest --example rest_throughput -- [SIZE_MIB] [ITERATIONS]
+//! cargo run --release -p nodegrid-rest --example rest_throughput -- [SIZE_MIB] [ITERATIONS] [tls]
 //! ```
 //!
-//! Defaults: 256 MiB per transfer, 5 transfers each way. Prints one JSON object.
+//! Defaults: 256 MiB per transfer, 5 transfers each way, plain HTTP (`tls`: HTTPS with a
+//! throw-away rcgen certificate). Prints one JSON object.
 
 use nodegrid::auth::Auth;
 use nodegrid_rest::builtin::repeat_bytes;
-use nodegrid_rest::{serve, RequestBody, RestClient, RestServer};
+use nodegrid_rest::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use nodegrid_rest::{serve, server_tls_config, ClientTls, RequestBody, RestClient, RestServer};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
@@ -48,13 +50,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let size_mib: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(256);
     let iterations: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
+    let tls = args.next().as_deref() == Some("tls");
     let size = size_mib * MIB;
 
     let auth = Auth::minio_jwt("minioadmin", "minioadmin-secret");
     let server = RestServer::builder(auth.clone()).with_builtins().build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let handle = serve(listener, server.router(), None)?;
-    let client = RestClient::builder(format!("http://{}", handle.local_addr()), auth).build()?;
+    let (_server, client) = if tls {
+        let key = rcgen::KeyPair::generate()?;
+        let cert =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.self_signed(&key)?;
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = server_tls_config(vec![cert.der().clone()], key_der, None)?;
+        let handle = serve(listener, server.router(), Some(config))?;
+        let client = RestClient::builder(format!("https://{}", handle.local_addr()), auth)
+            .tls(ClientTls::new([cert.der().clone()])?)
+            .build()?;
+        (handle, client)
+    } else {
+        let handle = serve(listener, server.router(), None)?;
+        let client =
+            RestClient::builder(format!("http://{}", handle.local_addr()), auth).build()?;
+        (handle, client)
+    };
 
     // Warm-up: establish the pooled connection.
     client.call("sink", &[], "warm-up").await?.bytes(64).await?;
@@ -91,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (peak, _) = rss();
     let stats = client.stats();
     let report = serde_json::json!({
-        "mode": "rest",
+        "mode": if tls { "rest-tls" } else { "rest" },
         "payload_bytes": size,
         "iterations": iterations,
         "upload": summary(&upload, size),

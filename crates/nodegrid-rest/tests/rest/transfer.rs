@@ -272,3 +272,47 @@ async fn server_killed_mid_upload_is_a_network_error_and_marks_offline() {
     assert!(!client.is_online());
     assert_eq!(client.stats().offline_periods, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_one_client() {
+    init_tracing();
+    let handle = start(server().build().expect("config").router()).await;
+    let client = client_for(&handle).build().expect("client");
+    let size = 4 * MIB + 1;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16u64 {
+        let c = client.clone();
+        tasks.spawn(async move {
+            if i % 2 == 0 {
+                let resp = c.call("source", &[("size", &size.to_string())], ()).await?;
+                resp.into_body().drain().await
+            } else {
+                let body = RequestBody::from_stream(nodegrid_rest::builtin::repeat_bytes(size));
+                let answer = c.call("sink", &[], body).await?.bytes(64).await?;
+                Ok(std::str::from_utf8(&answer)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0))
+            }
+        });
+    }
+    let mut done = 0;
+    while let Some(r) = within(
+        Duration::from_secs(30),
+        "concurrent calls",
+        tasks.join_next(),
+    )
+    .await
+    {
+        assert_eq!(r.expect("join").expect("call"), size);
+        done += 1;
+    }
+    assert_eq!(done, 16);
+    let s = client.stats();
+    assert_eq!((s.calls, s.errors), (16, 0));
+    assert_eq!(
+        (s.bytes_sent, s.bytes_received),
+        (8 * size, 8 * size + 8 * 7)
+    );
+    assert!(s.dials <= 16);
+}
