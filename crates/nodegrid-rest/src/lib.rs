@@ -14,8 +14,8 @@
 //!   a deadline per call, typed [`RestError`]s, offline detection with a background health
 //!   check, and per-peer [`RestStats`].
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # tokio::runtime::Runtime::new()?.block_on(async {
 //! use nodegrid::auth::Auth;
 //! use nodegrid_rest::{serve, RequestBody, RestClient, RestServer};
 //!
@@ -31,8 +31,11 @@
 //! let peer = RestClient::builder(format!("http://{}", handle.local_addr()), auth).build()?;
 //! let answer = peer.call("sink", &[], RequestBody::from(vec![0u8; 4096])).await?;
 //! assert_eq!(&answer.bytes(64).await?[..], b"4096");
-//! println!("{}", serde_json::to_string(&peer.stats())?);
-//! # Ok(()) }
+//! let stats = peer.stats(); // plain serde struct for the node's stats snapshot
+//! assert_eq!((stats.calls, stats.bytes_sent), (1, 4096));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
