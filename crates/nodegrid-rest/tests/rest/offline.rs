@@ -128,3 +128,48 @@ async fn restarted_server_comes_back_online_within_the_backoff_bound() {
     assert_eq!(stats.offline_periods, 1);
     assert!(stats.offline_total_ns >= 1_500_000_000, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_peer_that_accepts_but_never_answers_stays_offline() {
+    init_tracing();
+    let handle = start(server().build().expect("config").router()).await;
+    let addr = handle.local_addr();
+    let client = client_for(&handle)
+        .health_check_backoff(Duration::from_millis(100), Duration::from_millis(100))
+        .health_check_timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    within(Duration::from_secs(10), "kill", handle.kill()).await;
+    assert!(client
+        .call("sink", &[], "x")
+        .await
+        .expect_err("dead")
+        .is_network());
+
+    // A listener that accepts and holds connections without ever answering: each health
+    // check must give up after its timeout and try again with a new connection.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let mute = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+            if tx.send(held.len()).await.is_err() {
+                break;
+            }
+        }
+    });
+    within(Duration::from_secs(5), "three health checks", async {
+        while let Some(n) = rx.recv().await {
+            if n >= 3 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        !client.is_online(),
+        "a peer that never answers was marked online"
+    );
+    mute.abort();
+}
