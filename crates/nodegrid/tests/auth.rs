@@ -44,7 +44,7 @@ async fn rejection_reasons_in_band() {
     drop(l);
     let me = format!("http://{addr}");
     let good = dialing_host_for(&me, &[]);
-    let wrong_side = dialed_host_for(&me, &[good.clone()]);
+    let wrong_side = dialed_host_for(&me, std::slice::from_ref(&good));
     common::init_tracing();
     let l = TcpListener::bind(&addr).await.unwrap();
     let m = Manager::builder(

@@ -1,6 +1,11 @@
 //! The handler registry: which code runs for an incoming call, looked up by handler ID or by
 //! 32-byte subroute ID (PROTOCOL.md §7). Readers take a lock-free snapshot; registration
 //! (rare) copies the table.
+//!
+//! Single and streaming handlers live in separate tables, since the op code already says which
+//! kind a call is: one ID may have one single handler and one streaming handler (the
+//! reference allows one handler per ID across kinds; a second registration of the same kind
+//! fails with `mux handler already exists`).
 
 mod names;
 pub mod typed;
@@ -141,14 +146,14 @@ impl Registry {
             };
             match subroute {
                 None => {
-                    if t.single.contains_key(&id) || t.stream.contains_key(&id) {
+                    if t.single.contains_key(&id) {
                         return Err(exists(id, None));
                     }
                     t.single.insert(id, entry);
                 }
                 Some(s) => {
                     let key = SubrouteId::new(id, s);
-                    if t.single_sub.contains_key(&key) || t.stream_sub.contains_key(&key) {
+                    if t.single_sub.contains_key(&key) {
                         return Err(exists(id, Some(s)));
                     }
                     t.single_sub.insert(key, entry);
@@ -168,14 +173,14 @@ impl Registry {
         self.update(|t| {
             match subroute {
                 None => {
-                    if t.single.contains_key(&id) || t.stream.contains_key(&id) {
+                    if t.stream.contains_key(&id) {
                         return Err(exists(id, None));
                     }
                     t.stream.insert(id, entry);
                 }
                 Some(s) => {
                     let key = SubrouteId::new(id, s);
-                    if t.single_sub.contains_key(&key) || t.stream_sub.contains_key(&key) {
+                    if t.stream_sub.contains_key(&key) {
                         return Err(exists(id, Some(s)));
                     }
                     t.stream_any_sub.insert(id, entry.clone());

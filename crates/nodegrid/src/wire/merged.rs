@@ -149,7 +149,21 @@ impl MergedBuilder {
 
 /// Encodes `msgs` as one merged envelope (no budget).
 pub fn encode_merged(msgs: &[Message]) -> Result<Bytes, EncodeError> {
-    let mut b = MergedBuilder::new(usize::MAX, usize::MAX);
+    let body: usize = msgs
+        .iter()
+        .map(|m| {
+            let l = m.encoded_len();
+            msgpack::bin_header_len(l) + l
+        })
+        .sum();
+    let mut b = MergedBuilder {
+        buf: BytesMut::with_capacity(MERGED_HEADER_MAX_LEN + body),
+        headroom: MERGED_HEADER_MAX_LEN,
+        count: 0,
+        max_messages: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    b.buf.resize(MERGED_HEADER_MAX_LEN, 0);
     for m in msgs {
         b.try_push(m)?;
     }

@@ -1,0 +1,194 @@
+//! The raw-TCP baseline of `nodegrid bench --baseline`: the simplest correct multiplexer over
+//! one TCP connection (length-prefixed frames with request IDs, one reader and one writer
+//! task per side), and raw one-way framed messages for streams. Measured in the same process
+//! with the same payload and concurrency, so the grid's figures can be given as ratios.
+
+use crate::measure::{new_hist, Run};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+type Frame = (u64, Bytes);
+
+/// Writes every frame queued so far in one `write_all`.
+async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Frame>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        let put = |(id, p): Frame, buf: &mut BytesMut| {
+            buf.put_u32_le(8 + p.len() as u32);
+            buf.put_u64_le(id);
+            buf.put_slice(&p);
+        };
+        put(first, &mut buf);
+        while buf.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(f) => put(f, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads frames and hands each to `f`.
+async fn reader(mut r: OwnedReadHalf, mut f: impl FnMut(u64, Bytes)) {
+    let mut buf = BytesMut::with_capacity(128 * 1024);
+    loop {
+        while buf.len() >= 4 {
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if buf.len() < 4 + len {
+                buf.reserve(4 + len - buf.len());
+                break;
+            }
+            buf.advance(4);
+            let mut frame = buf.split_to(len).freeze();
+            let id = frame.get_u64_le();
+            f(id, frame);
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        match r.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
+    let (c, (s, _)) = (c?, s?);
+    c.set_nodelay(true)?;
+    s.set_nodelay(true)?;
+    Ok((c, s))
+}
+
+/// Request/response echo with `concurrency` callers in flight.
+pub async fn single(
+    payload: usize,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> std::io::Result<(Arc<Run>, Histogram<u64>)> {
+    let (c, s) = pair().await?;
+    // Server: echo every frame back.
+    let (sr, sw) = s.into_split();
+    let (stx, srx) = mpsc::unbounded_channel();
+    tokio::spawn(writer(sw, srx));
+    tokio::spawn(reader(sr, move |id, p| {
+        let _ = stx.send((id, p));
+    }));
+    // Client.
+    let (cr, cw) = c.into_split();
+    let (ctx, crx) = mpsc::unbounded_channel::<Frame>();
+    tokio::spawn(writer(cw, crx));
+    let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> =
+        Arc::new(Mutex::new(HashMap::new()));
+    let p2 = pending.clone();
+    tokio::spawn(reader(cr, move |id, p| {
+        if let Some(tx) = p2.lock().remove(&id) {
+            let _ = tx.send(p);
+        }
+    }));
+    let run = Run::new(warmup, duration);
+    let next = Arc::new(AtomicU64::new(1));
+    let body = Bytes::from(vec![0xa5u8; payload]);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (run, next, pending, ctx, body) = (
+            run.clone(),
+            next.clone(),
+            pending.clone(),
+            ctx.clone(),
+            body.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut h = new_hist();
+            while !run.done() {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = oneshot::channel();
+                pending.lock().insert(id, tx);
+                let t0 = Instant::now();
+                if ctx.send((id, body.clone())).is_err() {
+                    break;
+                }
+                let ok = matches!(rx.await, Ok(p) if p.len() == body.len());
+                run.record(&mut h, t0, ok);
+            }
+            h
+        }));
+    }
+    let mut hist = new_hist();
+    for t in tasks {
+        if let Ok(h) = t.await {
+            let _ = hist.add(&h);
+        }
+    }
+    Ok((run, hist))
+}
+
+/// One-way framed messages from a sender task to a receiver task, as fast as TCP allows.
+/// Latency is the receiver's inter-arrival time.
+pub async fn one_way(
+    payload: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> std::io::Result<(Arc<Run>, Histogram<u64>)> {
+    let (c, s) = pair().await?;
+    let run = Run::new(warmup, duration);
+    let (_cr, cw) = c.into_split();
+    let body = Bytes::from(vec![0xa5u8; payload]);
+    let r2 = run.clone();
+    let sender = tokio::spawn(async move {
+        let mut w = cw;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut id = 0u64;
+        while !r2.done() {
+            buf.clear();
+            while buf.len() + body.len() + 12 <= 64 * 1024 || buf.is_empty() {
+                buf.put_u32_le(8 + body.len() as u32);
+                buf.put_u64_le(id);
+                buf.put_slice(&body);
+                id += 1;
+            }
+            if w.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (sr, _sw) = s.into_split();
+    let r3 = run.clone();
+    let hist = Arc::new(Mutex::new(new_hist()));
+    let h2 = hist.clone();
+    let recv = tokio::spawn(async move {
+        let mut last = Instant::now();
+        let mut local = new_hist();
+        let r4 = r3.clone();
+        reader(sr, |_id, _p| {
+            let now = Instant::now();
+            r4.record(&mut local, last, true);
+            last = now;
+        })
+        .await;
+        let _ = h2.lock().add(&local);
+    });
+    tokio::time::sleep(run.remaining()).await;
+    run.stop();
+    let _ = sender.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), recv).await;
+    let h = hist.lock().clone();
+    Ok((run, h))
+}

@@ -1,0 +1,146 @@
+//! Measurement plumbing shared by the grid benchmark and the raw-TCP baseline: latency
+//! histograms, per-second timelines, and the run clock (warm-up, then the measured window).
+
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The clock of one run: workers call [`Run::record`] per operation; only operations that
+/// complete inside the measured window count.
+pub struct Run {
+    start: Instant,
+    warmup: Duration,
+    duration: Duration,
+    stop: AtomicBool,
+    ops: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+}
+
+impl Run {
+    pub fn new(warmup: Duration, duration: Duration) -> Arc<Run> {
+        let secs = duration.as_secs_f64().ceil().max(1.0) as usize;
+        Arc::new(Run {
+            start: Instant::now(),
+            warmup,
+            duration,
+            stop: AtomicBool::new(false),
+            ops: (0..secs).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..secs).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    /// Whether workers should stop.
+    pub fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.start.elapsed() >= self.warmup + self.duration
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Time left until the end of the run.
+    pub fn remaining(&self) -> Duration {
+        (self.warmup + self.duration).saturating_sub(self.start.elapsed())
+    }
+
+    /// The second of the measured window `t` falls into, if any.
+    fn slot(&self, t: Instant) -> Option<usize> {
+        let since = t.checked_duration_since(self.start)?;
+        let m = since.checked_sub(self.warmup)?;
+        if m >= self.duration {
+            return None;
+        }
+        Some((m.as_secs() as usize).min(self.ops.len() - 1))
+    }
+
+    /// Records one completed operation that started at `t0`. Returns whether it counted.
+    pub fn record(&self, hist: &mut Histogram<u64>, t0: Instant, ok: bool) -> bool {
+        let now = Instant::now();
+        let Some(s) = self.slot(now) else {
+            return false;
+        };
+        if ok {
+            self.ops[s].fetch_add(1, Ordering::Relaxed);
+            let _ = hist.record(now.duration_since(t0).as_nanos().max(1) as u64);
+        } else {
+            self.errors[s].fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Seconds elapsed in the measured window so far (for the progress bar).
+    pub fn progress(&self) -> (f64, u64) {
+        let m = self
+            .start
+            .elapsed()
+            .saturating_sub(self.warmup)
+            .min(self.duration);
+        let ops = self.ops.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        (m.as_secs_f64(), ops)
+    }
+
+    pub fn totals(&self) -> (u64, u64) {
+        let ops = self.ops.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        let errs = self.errors.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        (ops, errs)
+    }
+
+    pub fn timeline(&self) -> Vec<(u64, u64)> {
+        self.ops
+            .iter()
+            .zip(&self.errors)
+            .map(|(o, e)| (o.load(Ordering::Relaxed), e.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+pub fn new_hist() -> Histogram<u64> {
+    // 1 ns .. 1 hour, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let us = |v: u64| (v as f64 / 1000.0 * 10.0).round() / 10.0;
+        Latency {
+            p50: us(h.value_at_quantile(0.5)),
+            p90: us(h.value_at_quantile(0.9)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
