@@ -74,15 +74,13 @@ fn measure(name: &str, mut f: impl FnMut()) {
     }
     let (a1, b1) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
     println!(
-        "{name:<32} {:>8.2} allocs/op {:>10.0} bytes allocated/op",
+        "{name:<36} {:>8.2} allocs/op {:>10.0} bytes allocated/op",
         (a1 - a0) as f64 / ITERS as f64,
         (b1 - b0) as f64 / ITERS as f64
     );
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing special. Either way
-    // there is nothing to configure.
     let m = request(1);
     let wire = m.to_bytes().expect("encode");
     let msgs: Vec<Message> = (1..=MERGED as u64).map(request).collect();
@@ -108,6 +106,14 @@ fn main() {
     });
     measure("merged_50x512/encode", || {
         black_box(merged(black_box(&msgs)));
+    });
+    // A writer keeps one builder; finish() hands out the buffer and allocates the next one.
+    let mut builder = MergedBuilder::default();
+    measure("merged_50x512/encode_reuse_builder", || {
+        for m in &msgs {
+            assert!(builder.try_push(m).expect("encode"));
+        }
+        black_box(builder.finish());
     });
     measure("merged_50x512/split", || {
         let mut n = 0;
