@@ -919,6 +919,51 @@ mod tests {
         assert!(parse_ws_frame(&[0x89, 0x00]).is_err());
     }
 
+    /// Every truncation and many single-byte changes of a few valid frames: the inspector
+    /// returns a report or an error, never panics, and both renderers accept every report.
+    #[test]
+    fn never_panics_on_mutated_frames() {
+        let frames = [
+            // merged envelope of two requests (§3.2)
+            "97000200001100c400c410970300cdea604e0e03c40161ea40d2f2c410970400cdea604e0e03c4016246d960f4",
+            // request with subroute and CRC (Appendix A)
+            "970200cdea60090e23c400090068a20278845970f171889948ea7b834d159665fefae4dc509b0f598672ce3380930d",
+            // connection pong with CRC (Appendix A)
+            "970000cd2710000401c41983a26e66c2a165c0a174c70c05000000006553f10000000005c780ab6f",
+            // connect response (grid-v1.json connect_response_accepted payload in a tuple)
+            "97000000000200c43083a24944c410000102030405060708090a0b0c0d0e0fa8416363657074656\
+             4c3ae52656a6563746564526561736f6ea0",
+        ];
+        let opts = Opts { full: false };
+        let mut reports = 0;
+        for f in frames {
+            let base = parse_hex(f).unwrap();
+            let mut inputs: Vec<Vec<u8>> = (0..base.len()).map(|n| base[..n].to_vec()).collect();
+            for i in 0..base.len() {
+                for v in [0x00, 0x01, 0x7f, 0x80, 0x97, 0xc4, 0xc6, 0xcf, 0xdd, 0xff] {
+                    let mut m = base.clone();
+                    m[i] = v;
+                    inputs.push(m);
+                }
+                let mut m = base.clone();
+                m[i] ^= 0x20;
+                inputs.push(m);
+            }
+            for input in inputs {
+                if let Ok(message) = inspect_message(Bytes::from(input), 0, &opts) {
+                    let r = Report {
+                        websocket: None,
+                        message,
+                    };
+                    assert!(!render_text(&r).is_empty());
+                    assert!(serde_json::to_string(&r).is_ok());
+                    reports += 1;
+                }
+            }
+        }
+        assert!(reports > 100, "only {reports} mutated frames decoded");
+    }
+
     #[test]
     fn handler_names_match_appendix_c() {
         assert_eq!(handler_name(0), None);

@@ -5,7 +5,7 @@
 //! split (with every inner message decoded) of a 50-message envelope of such requests.
 
 use bytes::{Bytes, BytesMut};
-use nodegrid::wire::{split_frame, Flags, Limits, MergedBuilder, Message, Op};
+use nodegrid::wire::{encode_merged, split_frame, Flags, Limits, MergedBuilder, Message, Op};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -114,6 +114,9 @@ fn main() {
             assert!(builder.try_push(m).expect("encode"));
         }
         black_box(builder.finish());
+    });
+    measure("merged_50x512/encode_merged_fn", || {
+        black_box(encode_merged(black_box(&msgs)).expect("encode"));
     });
     measure("merged_50x512/split", || {
         let mut n = 0;
