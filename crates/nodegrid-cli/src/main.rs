@@ -1,40 +1,45 @@
 //! The `nodegrid` command: `bench` (the grid benchmark), `node` (run one node) and `inspect`
 //! (decode grid frames). It only uses the library's public API, as a user would.
+//!
+//! Each subcommand lives in its own module with an `Args` struct (clap derive) and a `run`
+//! function; errors are printed as one `error: …` line on stderr with exit code 2.
 
 mod baseline;
 mod bench;
 mod builtin;
 mod cluster;
+mod inspect;
 mod measure;
 mod node;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
+/// Internode grid (MinIO grid v1): benchmark, node runner and frame inspector.
 #[derive(Parser)]
-#[command(
-    name = "nodegrid",
-    version,
-    about = "Internode grid: benchmark, node runner and frame inspector"
-)]
+#[command(name = "nodegrid", version, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
-    cmd: Cmd,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+enum Command {
     /// Benchmark the grid on an in-process cluster (default) or against running nodes.
     Bench(bench::BenchArgs),
     /// Run one node of a cluster.
     Node(node::NodeArgs),
+    /// Decode a grid message (or a WebSocket frame carrying one) and print its fields.
+    Inspect(inspect::InspectArgs),
 }
 
-fn init_logging(json: bool) {
+/// Exit code for bad input or any other failure (the same code clap uses for usage errors).
+const EXIT_FAILURE: u8 = 2;
+
+fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         let _ = b.json().try_init();
     } else {
@@ -42,35 +47,32 @@ fn init_logging(json: bool) {
     }
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+fn runtime<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return std::process::ExitCode::from(2);
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(f).map_err(|e| format!("{e:#}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Bench(a) => {
+            init_logging(false, "warn");
+            runtime(bench::run(a)).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Node(a) => {
+            init_logging(a.log_json, "info");
+            runtime(node::run(a)).map(|_| ExitCode::SUCCESS)
         }
     };
-    let res = rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Bench(a) => {
-                init_logging(false);
-                bench::run(a).await.map(|ok| if ok { 0 } else { 1 })
-            }
-            Cmd::Node(a) => {
-                init_logging(a.log_json);
-                node::run(a).await.map(|_| 0)
-            }
-        }
-    });
     match res {
-        Ok(code) => std::process::ExitCode::from(code),
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }
