@@ -39,7 +39,9 @@ const EXIT_FAILURE: u8 = 2;
 fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         let _ = b.json().try_init();
     } else {
@@ -61,7 +63,13 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(a) => {
             init_logging(false, "warn");
-            runtime(bench::run(a)).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            runtime(bench::run(a)).map(|ok| {
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            })
         }
         Command::Node(a) => {
             init_logging(a.log_json, "info");
