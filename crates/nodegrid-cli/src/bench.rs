@@ -101,7 +101,11 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
     if args.concurrency == 0 {
         bail!("--concurrency must be > 0");
     }
-    if !(args.duration > 0.0) || !(args.warmup >= 0.0) {
+    if !args.duration.is_finite()
+        || args.duration <= 0.0
+        || !args.warmup.is_finite()
+        || args.warmup < 0.0
+    {
         bail!("--duration must be > 0 and --warmup >= 0");
     }
     let external = args.local.is_some();

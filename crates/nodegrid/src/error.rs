@@ -116,6 +116,22 @@ impl Error {
     }
 }
 
+/// The text a callee sends when a call's deadline passed on its side.
+pub(crate) const DEADLINE_TEXT: &str = "context deadline exceeded";
+
+impl Error {
+    /// The error for a remote error text. A callee's deadline expiry maps to
+    /// [`Error::DeadlineExceeded`], the same error the caller's own timer gives, so the result
+    /// does not depend on which side's timer fired first.
+    pub(crate) fn from_remote_text(text: String) -> Error {
+        if text == DEADLINE_TEXT {
+            Error::DeadlineExceeded
+        } else {
+            Error::Remote(RemoteError(text))
+        }
+    }
+}
+
 impl From<RemoteError> for Error {
     fn from(r: RemoteError) -> Self {
         Error::Remote(r)

@@ -319,7 +319,8 @@ fn poll_item(s: &ClientStream, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes
     if let Some(CallerEnd::Failed(e)) = &g.st.end {
         // Items buffered before a remote error are delivered first; a local failure
         // (disconnect, cancel, deadline) wins at once.
-        let deliver_first = matches!(e, Error::Remote(_)) && !g.st.buf.is_empty();
+        let deliver_first =
+            matches!(e, Error::Remote(_) | Error::DeadlineExceeded) && !g.st.buf.is_empty();
         if !deliver_first {
             let e = e.clone();
             g.finished = true;

@@ -7,7 +7,7 @@
 //! messages included. Caller → callee: ConnectMux (0), MuxClientMsg, UnblockSrvMux, Ping, and
 //! a cancelling DisconnectServerMux. Callee → caller: AckMux (0), UnblockClMux, MuxServerMsg.
 
-use crate::error::{Error, RemoteError};
+use crate::error::Error;
 use crate::wire::{Flags, HandlerId, Message, MuxId, Op, SubrouteId};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -151,7 +151,7 @@ impl CallerState {
         if is_err {
             let text = String::from_utf8_lossy(&m.payload).into_owned();
             self.end
-                .get_or_insert(CallerEnd::Failed(Error::Remote(RemoteError(text))));
+                .get_or_insert(CallerEnd::Failed(Error::from_remote_text(text)));
             return Ok(());
         }
         if self.buf.len() >= self.out_capacity {
@@ -547,7 +547,9 @@ mod tests {
         p.c.on_server_msg(&e, p.now).unwrap();
         assert_eq!(
             p.c.end,
-            Some(CallerEnd::Failed(Error::Remote(RemoteError("boom".into()))))
+            Some(CallerEnd::Failed(Error::Remote(crate::error::RemoteError(
+                "boom".into()
+            ))))
         );
         // Input on a stream without input.
         assert_eq!(p.c.input_msg(&Bytes::new()), Err(Error::NoInput));

@@ -144,7 +144,7 @@ mod tests {
     fn rfc6455_example_key() {
         assert_eq!(
             super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaK+YGXIDBOc5YGv2Q="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }

@@ -21,6 +21,7 @@ use crate::wire::{
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -316,9 +317,9 @@ fn caller_response(sess: &Arc<Session>, m: Message) {
             let r = if m.seq != 0 {
                 Err(Error::OutOfSequence)
             } else if m.flags.contains(Flags::ERR) {
-                Err(Error::Remote(RemoteError(
+                Err(Error::from_remote_text(
                     String::from_utf8_lossy(&m.payload).into_owned(),
-                )))
+                ))
             } else {
                 Ok(m.payload_opt().cloned())
             };
@@ -387,7 +388,9 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         sess.reply_connect_error(&m, "server busy: too many concurrent requests");
         return;
     }
-    let token = sess.cancel.child_token();
+    // Not a child of the session token: the session's end cancels every entry of
+    // `incoming_singles` itself, and a child token would lock the parent twice per request.
+    let token = CancellationToken::new();
     match sess.incoming_singles.insert(m.mux_id, token.clone()) {
         Ok(()) => {}
         Err(InsertError::Duplicate) => {
@@ -408,30 +411,34 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         deadline: deadline.map(|d| d.into_std()),
         cancel: token.clone(),
     };
-    let sess = sess.clone();
     let (mux_id, seq) = (m.mux_id, m.seq);
+    let handler = entry.handler;
+    let mut fut = Box::pin(AssertUnwindSafe(async move { handler.call(req).await }).catch_unwind());
+    // Fast path: poll once on the reader. A handler that completes without waiting (an echo,
+    // an in-memory lookup) is answered at once, with no task spawned and no cross-thread
+    // wake-up. A handler that waits continues in its own task, which polls it again first.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+        finish_single(sess, mux_id, seq, Some(single_result(r)));
+        return;
+    }
+    let sess = sess.clone();
     tokio::spawn(async move {
-        let handler = entry.handler;
-        let fut = AssertUnwindSafe(async move { handler.call(req).await }).catch_unwind();
         let sleep = async move {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::pin!(fut);
         let mut finished = false;
         let res = tokio::select! {
             biased;
             r = &mut fut => {
                 finished = true;
-                Some(match r {
-                    Ok(r) => r,
-                    Err(p) => Err(RemoteError(format!("handleMessages: panic recovered: {}", panic_text(p.as_ref())))),
-                })
+                Some(single_result(r))
             }
             _ = token.cancelled() => None,
-            _ = sleep => Some(Err(RemoteError("context deadline exceeded".to_string()))),
+            _ = sleep => Some(Err(RemoteError(crate::error::DEADLINE_TEXT.to_string()))),
         };
         token.cancel();
         if !finished {
@@ -439,22 +446,44 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
             // not forever.
             let _ = tokio::time::timeout(HANDLER_GRACE, &mut fut).await;
         }
-        sess.running.fetch_sub(1, Ordering::Relaxed);
-        let still_wanted = sess.incoming_singles.remove(mux_id).is_some();
-        if let (Some(res), true) = (res, still_wanted) {
-            let mut r = Message::new(Op::Response, mux_id);
-            r.seq = seq;
-            r.flags = sess.base_flags | Flags::EOF;
-            match res {
-                Ok(b) => r.set_payload(Some(b)),
-                Err(e) => {
-                    r.flags |= Flags::ERR;
-                    r.payload = Bytes::from(e.0);
-                }
-            }
-            sess.send_control(r);
-        }
+        finish_single(&sess, mux_id, seq, res);
     });
+}
+
+fn single_result(
+    r: Result<Result<Bytes, RemoteError>, Box<dyn std::any::Any + Send>>,
+) -> Result<Bytes, RemoteError> {
+    match r {
+        Ok(r) => r,
+        Err(p) => Err(RemoteError(format!(
+            "handleMessages: panic recovered: {}",
+            panic_text(p.as_ref())
+        ))),
+    }
+}
+
+/// Sends a single handler's result, unless the call was cancelled meanwhile.
+fn finish_single(
+    sess: &Arc<Session>,
+    mux_id: MuxId,
+    seq: u32,
+    res: Option<Result<Bytes, RemoteError>>,
+) {
+    sess.running.fetch_sub(1, Ordering::Relaxed);
+    let still_wanted = sess.incoming_singles.remove(mux_id).is_some();
+    if let (Some(res), true) = (res, still_wanted) {
+        let mut r = Message::new(Op::Response, mux_id);
+        r.seq = seq;
+        r.flags = sess.base_flags | Flags::EOF;
+        match res {
+            Ok(b) => r.set_payload(Some(b)),
+            Err(e) => {
+                r.flags |= Flags::ERR;
+                r.payload = Bytes::from(e.0);
+            }
+        }
+        sess.send_control(r);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
