@@ -528,6 +528,13 @@ impl Connection {
         }
     }
 
+    /// Sets the next mux ID this node uses towards the peer. Only for tests that need two
+    /// nodes to use the same mux number (PROTOCOL.md §11 item 31).
+    #[doc(hidden)]
+    pub fn set_next_mux_id(&self, id: u64) {
+        self.inner.next_mux.store(id, Ordering::Relaxed);
+    }
+
     /// Ends the live session as if the socket had died (the dialer then reconnects). For
     /// tests and operational tooling.
     pub fn kill_session(&self) {

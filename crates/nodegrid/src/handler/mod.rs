@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What a single-request handler receives.

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::wire::{Flags, HandlerId, Message, MuxId, Op, SubrouteId};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// The callee's text for a sequence mismatch (§6.3).
 pub(crate) fn seq_mismatch(want: u32, got: u32) -> String {

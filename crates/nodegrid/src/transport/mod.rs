@@ -13,7 +13,7 @@ pub(crate) mod session;
 pub(crate) mod tls;
 pub(crate) mod ws;
 
-pub use memory::MemoryNetwork;
+pub use memory::{MemoryDialer, MemoryNetwork};
 pub use server::GridService;
 pub use tls::TlsConfig;
 pub use ws::WsError;

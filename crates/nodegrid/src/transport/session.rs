@@ -408,7 +408,7 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         payload: m.payload_opt().cloned(),
         caller: conn.remote.clone(),
         subroute: entry.subroute.clone(),
-        deadline: deadline.map(|d| d.into_std()),
+        deadline,
         cancel: token.clone(),
     };
     let (mux_id, seq) = (m.mux_id, m.seq);
