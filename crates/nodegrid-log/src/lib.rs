@@ -1,0 +1,91 @@
+//! Server log and audit log for nodegrid (and any tokio service), on top of `tracing`.
+//!
+//! The behaviour follows `shared/LOGGING.md`. In brief:
+//!
+//! * Application code logs with `tracing` macros; the [`LogLayer`] turns each event into a
+//!   [`LogEntry`] (time taken at the call) and hands it to the **system list** of targets
+//!   (the console plus logger webhooks).
+//! * Request handlers hand one [`AuditEntry`] per completed call to [`AuditLog::log`], which
+//!   goes to the **audit list** (audit webhooks). Audit does not go through `tracing`.
+//! * Both lists live in a [`Registry`] as immutable snapshots read without locks.
+//! * Adding an entry never blocks and never does I/O; a full queue is a counted drop;
+//!   failures of targets are reported to the console only.
+//!
+//! A node wires it like this (see `examples/node_setup.rs`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tracing_subscriber::prelude::*;
+//! use nodegrid_log::{ConsoleTarget, LoggingConfig, Registry, AuditEntry};
+//!
+//! let cfg = LoggingConfig::from_env()?; // NODEGRID_LOGGER_WEBHOOK_*, NODEGRID_AUDIT_WEBHOOK_*
+//! let registry = Registry::from_config(&cfg, ConsoleTarget::stderr(cfg.console_mode))?;
+//! tracing_subscriber::registry().with(registry.layer()).init();
+//! let audit = registry.audit();
+//! if audit.is_enabled() {
+//!     audit.log(AuditEntry::new());
+//! }
+//! let report = registry.shutdown(Duration::from_secs(10)).await;
+//! eprintln!("undelivered: {} dropped, {} persisted", report.dropped, report.persisted);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod console;
+pub mod entry;
+mod error;
+pub mod layer;
+pub mod logonce;
+mod registry;
+pub mod req_info;
+mod target;
+pub mod testing;
+pub mod webhook;
+
+pub use config::LoggingConfig;
+pub use console::{Capture, ConsoleMode, ConsoleTarget};
+pub use entry::{AuditApi, AuditEntry, Kind, LogEntry, Record};
+pub use error::{ConfigError, Error};
+pub use layer::{internal, LogLayer, INTERNAL_TARGET};
+pub use registry::{AuditLog, Registry, Snapshot};
+pub use req_info::ReqInfo;
+pub use target::{BoxFuture, SendError, ShutdownReport, Target, TargetKind, TargetStats};
+pub use webhook::{Identity, Stream, WebhookConfig, WebhookConfigBuilder, WebhookTarget};
+
+use std::error::Error as StdError;
+use std::sync::LazyLock;
+
+static LOG_ONCE: LazyLock<logonce::LogOnce> = LazyLock::new(logonce::LogOnce::default);
+
+/// Logs `err` as an ERROR event of `subsystem` (LOGGING.md §1.7 `log_if`).
+pub fn log_if(subsystem: &str, err: &(dyn StdError + 'static)) {
+    tracing::error!(subsystem = subsystem, error = %err, "{}", subsystem_message(subsystem));
+}
+
+/// Logs `err` once per `id` and distinct root-cause text per hour (LOGGING.md §1.8
+/// `log_once_if`). Returns whether it was logged.
+pub fn log_once_if(id: &str, subsystem: &str, err: &(dyn StdError + 'static)) -> bool {
+    let verdict = LOG_ONCE.check(id, &logonce::root_text(err));
+    for (eid, text, n) in &verdict.expired {
+        tracing::warn!(subsystem = subsystem, "{eid}: {text} (repeated {n} times)");
+    }
+    if verdict.log {
+        log_if(subsystem, err);
+    }
+    verdict.log
+}
+
+/// Logs an EVENT of `subsystem` (a noteworthy state change, LOGGING.md §1.2).
+pub fn event(subsystem: &str, message: &str) {
+    tracing::info!(subsystem = subsystem, kind = "event", "{message}");
+}
+
+fn subsystem_message(subsystem: &str) -> &str {
+    if subsystem.is_empty() {
+        "error"
+    } else {
+        subsystem
+    }
+}
