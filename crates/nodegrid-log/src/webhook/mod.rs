@@ -77,6 +77,15 @@ pub struct Identity {
     pub user_agent: String,
 }
 
+/// Entries handed over by replaced targets, read by this target's worker. `closed` is set
+/// (under the same lock) once the worker stopped reading it; later hand-overs go on to this
+/// target's own replacement.
+#[derive(Default)]
+struct Migration {
+    buf: VecDeque<Record>,
+    closed: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Control {
     Run,
@@ -93,7 +102,7 @@ struct Shared {
     tx: mpsc::Sender<Record>,
     closed: AtomicBool,
     replacement: OnceLock<Arc<Shared>>,
-    migration: Mutex<VecDeque<Record>>,
+    migration: Mutex<Migration>,
     wake: Notify,
     total: AtomicU64,
     sent: AtomicU64,
@@ -232,7 +241,7 @@ impl WebhookTarget {
             tx,
             closed: AtomicBool::new(false),
             replacement: OnceLock::new(),
-            migration: Mutex::new(VecDeque::new()),
+            migration: Mutex::new(Migration::default()),
             wake: Notify::new(),
             total: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -367,18 +376,35 @@ impl Shared {
         if n == 0 {
             return;
         }
-        self.total.fetch_add(n, Ordering::Relaxed);
-        self.migration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(records);
-        self.wake.notify_one();
+        {
+            let mut m = self.migration.lock().unwrap_or_else(|p| p.into_inner());
+            if !m.closed {
+                self.total.fetch_add(n, Ordering::Relaxed);
+                m.buf.extend(records);
+                drop(m);
+                self.wake.notify_one();
+                return;
+            }
+        }
+        // This target was itself replaced or shut down meanwhile.
+        match self.replacement.get() {
+            Some(next) => next.adopt(records),
+            None => {
+                self.total.fetch_add(n, Ordering::Relaxed);
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+                self.report(&format!(
+                    "{}: {n} handed-over {} entries dropped: target closed",
+                    self.name,
+                    self.stream.noun()
+                ));
+            }
+        }
     }
 
     fn take_migrated(&self, batch: &mut Vec<Record>, max: usize) {
         let mut m = self.migration.lock().unwrap_or_else(|p| p.into_inner());
         while batch.len() < max {
-            match m.pop_front() {
+            match m.buf.pop_front() {
                 Some(r) => batch.push(r),
                 None => break,
             }
@@ -628,12 +654,11 @@ async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
 fn collect_pending(s: &Shared, mut rx: mpsc::Receiver<Record>, batch: Vec<Record>) -> Vec<Record> {
     rx.close();
     let mut all = batch;
-    all.extend(
-        s.migration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..),
-    );
+    {
+        let mut m = s.migration.lock().unwrap_or_else(|p| p.into_inner());
+        m.closed = true;
+        all.extend(m.buf.drain(..));
+    }
     while let Ok(r) = rx.try_recv() {
         all.push(r);
     }
