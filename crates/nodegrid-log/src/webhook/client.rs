@@ -129,6 +129,7 @@ fn system_roots() -> &'static Vec<CertificateDer<'static>> {
 pub(crate) fn tls_config(
     ca_cert: Option<&PathBuf>,
     resolver: Arc<CertResolver>,
+    mtls: bool,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
@@ -144,11 +145,17 @@ pub(crate) fn tls_config(
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))?
         .with_root_certificates(roots)
         .with_client_cert_resolver(resolver);
+    if mtls {
+        // A resumed session keeps the identity of the first handshake, so a rotated client
+        // certificate would never be presented. Workers keep their connection alive, so a
+        // full handshake only happens on reconnect.
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(cfg))
 }
 

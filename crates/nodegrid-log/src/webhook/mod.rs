@@ -226,8 +226,9 @@ impl WebhookTarget {
             _ => None,
         };
         let tls = if cfg.endpoint.scheme_str() == Some("https") {
+            let mtls = resolver.is_some();
             let r = resolver.clone().unwrap_or_default();
-            Some(client::tls_config(cfg.ca_cert.as_ref(), r).map_err(start_err)?)
+            Some(client::tls_config(cfg.ca_cert.as_ref(), r, mtls).map_err(start_err)?)
         } else {
             None
         };
