@@ -105,13 +105,12 @@ impl LoggingConfig {
             parse_subsys(prefix, "AUDIT_WEBHOOK", "AUDIT_LOGGER_HTTP_ENDPOINT", &vars)?;
         let kafka = format!("{prefix}_AUDIT_KAFKA_ENABLE");
         for (k, v) in &vars {
-            if k == &kafka || k.starts_with(&format!("{kafka}_")) {
-                if parse_bool(k, v)? {
-                    return Err(ConfigError::new(
-                        k.clone(),
-                        "the audit_kafka target is not supported yet",
-                    ));
-                }
+            let is_kafka = k == &kafka || k.starts_with(&format!("{kafka}_"));
+            if is_kafka && parse_bool(k, v)? {
+                return Err(ConfigError::new(
+                    k.clone(),
+                    "the audit_kafka target is not supported yet",
+                ));
             }
         }
         Ok(cfg)
@@ -171,7 +170,7 @@ pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
             _ => return Err(bad()),
         };
         let nanos = num * nanos_per;
-        if !nanos.is_finite() || nanos < 0.0 || nanos > 1e18 {
+        if !nanos.is_finite() || !(0.0..=1e18).contains(&nanos) {
             return Err(bad());
         }
         total += Duration::from_nanos(nanos as u64);

@@ -21,12 +21,15 @@ use crate::webhook::{Identity, Stream, WebhookConfig, WebhookTarget};
 /// A published, read-only target list.
 pub type Snapshot = Arc<Vec<Arc<dyn Target>>>;
 
+/// The cell a list is published in.
+type ListCell = ArcSwap<Vec<Arc<dyn Target>>>;
+
 /// Both target lists plus the console.
 pub struct Registry {
     console: Arc<ConsoleTarget>,
     identity: Identity,
-    system: ArcSwap<Vec<Arc<dyn Target>>>,
-    audit: ArcSwap<Vec<Arc<dyn Target>>>,
+    system: ListCell,
+    audit: ListCell,
     system_lock: Mutex<()>,
     audit_lock: Mutex<()>,
     audit_once: LogOnce,
@@ -110,7 +113,7 @@ impl Registry {
         self.audit.load_full()
     }
 
-    fn list(&self, stream: Stream) -> (&ArcSwap<Vec<Arc<dyn Target>>>, &Mutex<()>) {
+    fn list(&self, stream: Stream) -> (&ListCell, &Mutex<()>) {
         match stream {
             Stream::Logger => (&self.system, &self.system_lock),
             Stream::Audit => (&self.audit, &self.audit_lock),
