@@ -506,6 +506,68 @@ impl AuditEntry {
     }
 }
 
+/// How a grid call ended, for [`AuditEntry::grid_call`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    /// Completed normally.
+    Ok,
+    /// The handler returned an error (its text).
+    RemoteError(String),
+    /// The caller or the connection cancelled the call.
+    Cancelled,
+}
+
+/// Facts about one completed incoming grid call (single request or stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GridCall<'a> {
+    /// Handler id (e.g. `lock.Refresh`).
+    pub handler: &'a str,
+    /// Subroute, empty for none.
+    pub subroute: &'a str,
+    /// Caller host.
+    pub caller: &'a str,
+    /// Time to the first response byte (zero when not measured).
+    pub time_to_first_byte: Duration,
+    /// Duration of the whole call.
+    pub duration: Duration,
+    /// Payload bytes received (-1 unknown).
+    pub bytes_in: i64,
+    /// Payload bytes sent (-1 unknown).
+    pub bytes_out: i64,
+    /// Outcome.
+    pub result: CallResult,
+}
+
+impl AuditEntry {
+    /// The audit record of a completed incoming grid call, stamped now: `api.name` = handler,
+    /// `requestPath` = subroute, `remotehost`/`requestHost` = caller, `api.rx`/`api.tx` =
+    /// bytes in/out, `api.status` = `OK` / the remote error text / `cancelled` (status codes
+    /// 200 / 500 / 499).
+    pub fn grid_call(call: &GridCall<'_>) -> AuditEntry {
+        let mut e = AuditEntry::new();
+        e.kind = "grid".into();
+        e.api.name = call.handler.to_string();
+        e.request_path = call.subroute.to_string();
+        e.remote_host = call.caller.to_string();
+        e.request_host = call.caller.to_string();
+        e.api.rx = call.bytes_in;
+        e.api.tx = call.bytes_out;
+        e.api.set_time_to_first_byte(call.time_to_first_byte);
+        e.api.set_time_to_response(call.duration);
+        let (status, code) = match &call.result {
+            CallResult::Ok => ("OK".to_string(), 200),
+            CallResult::RemoteError(t) => (t.clone(), 500),
+            CallResult::Cancelled => ("cancelled".to_string(), 499),
+        };
+        e.api.status = status;
+        e.api.status_code = code;
+        if let CallResult::RemoteError(t) = &call.result {
+            e.error = t.clone();
+        }
+        e
+    }
+}
+
 impl Default for AuditEntry {
     fn default() -> Self {
         Self::new()

@@ -46,7 +46,7 @@ pub mod webhook;
 
 pub use config::LoggingConfig;
 pub use console::{Capture, ConsoleMode, ConsoleTarget};
-pub use entry::{AuditApi, AuditEntry, Kind, LogEntry, Record};
+pub use entry::{AuditApi, AuditEntry, CallResult, GridCall, Kind, LogEntry, Record};
 pub use error::{ConfigError, Error};
 pub use layer::{internal, LogLayer, INTERNAL_TARGET};
 pub use registry::{AuditLog, Registry, Snapshot};

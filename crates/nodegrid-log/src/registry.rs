@@ -229,6 +229,25 @@ impl Registry {
         Ok(())
     }
 
+    /// Reloads the client certificate of every webhook that has one (call it on SIGHUP).
+    /// Returns the errors (also reported to the console); targets that failed keep their
+    /// previous certificate.
+    pub fn reload_client_certs(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for list in [self.system.load_full(), self.audit.load_full()] {
+            for t in list.iter() {
+                if let Some(w) = t.as_any().downcast_ref::<WebhookTarget>() {
+                    if w.config().has_client_cert() {
+                        if let Err(e) = w.reload_client_cert() {
+                            errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        errors
+    }
+
     /// Counters of every target, keyed `sys_<name>` / `audit_<name>` (stable names rather
     /// than positions, LOGGING.md §3.4 deviation).
     pub fn stats(&self) -> BTreeMap<String, TargetStats> {

@@ -85,6 +85,11 @@ impl WebhookConfig {
         &self.endpoint_text
     }
 
+    /// Whether a client certificate (mTLS) is configured.
+    pub fn has_client_cert(&self) -> bool {
+        self.client_cert.is_some()
+    }
+
     /// Queue capacity.
     pub fn queue_size(&self) -> usize {
         self.queue_size
