@@ -842,8 +842,12 @@ async fn replay_one(
             .await
             .unwrap_or_else(|e| Err(ReadError::Io(e.to_string())))
     };
-    let forget = |s: &Shared| {
-        store.remove(f);
+    // Returns false when the file could not be deleted (it would be sent again).
+    let forget = |s: &Shared| -> bool {
+        if let Err(e) = store.remove(f) {
+            s.report(&format!("{}: disk queue: {e}", s.name));
+            return false;
+        }
         let _ = s
             .disk_entries
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -854,11 +858,11 @@ async fn replay_one(
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(1))
             });
+        true
     };
     let body = match read {
         Ok(b) if b.is_empty() => {
-            forget(s);
-            return Ok(());
+            return if forget(s) { Ok(()) } else { Err(()) };
         }
         Ok(b) => Bytes::from(b),
         Err(ReadError::Io(e)) => {
@@ -871,15 +875,17 @@ async fn replay_one(
                 "{}: corrupt disk queue file deleted ({} entries lost): {e}",
                 s.name, f.count
             ));
-            forget(s);
-            return Ok(());
+            return if forget(s) { Ok(()) } else { Err(()) };
         }
     };
     match s.attempt(conn, &body, f.count, limit).await {
         Ok(()) => {
             s.sent.fetch_add(f.count, Ordering::Relaxed);
-            forget(s);
-            Ok(())
+            if forget(s) {
+                Ok(())
+            } else {
+                Err(())
+            }
         }
         Err(e) => {
             s.note_failure(f.count as usize, &e);

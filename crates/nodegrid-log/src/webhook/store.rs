@@ -184,8 +184,12 @@ impl Store {
     }
 
     /// Deletes a stored batch.
-    pub(crate) fn remove(&self, f: &StoredFile) {
-        let _ = fs::remove_file(&f.path);
+    pub(crate) fn remove(&self, f: &StoredFile) -> Result<(), String> {
+        match fs::remove_file(&f.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot delete {}: {e}", f.path.display())),
+        }
     }
 }
 
@@ -206,7 +210,7 @@ mod tests {
             s.read(&b).ok().as_deref(),
             Some(&b"{\"b\":1}\n{\"b\":2}\n"[..])
         );
-        s.remove(&a);
+        s.remove(&a).expect("remove");
         assert_eq!(s.list().expect("list"), vec![b]);
         // A second store on the same directory (a restart) sees the files.
         let s2 = Store::open(tmp.path(), "audit-_", 2).expect("reopen");
