@@ -128,7 +128,15 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let mut s = String::new();
         let _ = write!(s, "{value:?}");
-        self.record_str(field, &s);
+        match field.name() {
+            "message" => self.message = s,
+            "error" => self.error = s,
+            "subsystem" => self.subsystem = s,
+            "kind" => self.event_kind = s.eq_ignore_ascii_case("event"),
+            name => {
+                self.variables.insert(name.to_string(), s.into());
+            }
+        }
     }
 }
 

@@ -459,3 +459,38 @@ async fn corrupt_disk_file_is_deleted_and_counted() {
     assert_eq!(std::fs::read_dir(&qdir).expect("dir").count(), 0);
     t.cancel().await;
 }
+
+#[tokio::test]
+async fn shutdown_with_queue_dir_delivers_through_the_disk_queue() {
+    quiet();
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, _cap) = console();
+    let t = start(
+        WebhookConfig::builder("_", r.url("/"))
+            .batch_size(10)
+            .queue_dir(dir.path())
+            .flush_interval(Duration::from_secs(30))
+            .replay_interval(Duration::from_secs(30)),
+        &c,
+    );
+    for i in 0..35 {
+        t.send(rec(i)).expect("accepted");
+    }
+    let report = bounded(t.shutdown(std::time::Instant::now() + Duration::from_secs(5))).await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (35, 0, 0),
+        "{:?} {}",
+        t.stats(),
+        r.lines().len()
+    );
+    let mut got = ids(&r.lines());
+    got.sort_unstable();
+    assert_eq!(got, (0..35).collect::<Vec<_>>());
+    let s = t.stats();
+    assert_eq!(
+        (s.total, s.sent, s.queued, s.disk_queue_files),
+        (35, 35, 0, 0)
+    );
+}

@@ -733,10 +733,12 @@ async fn replay(s: Arc<Shared>, store: Arc<Store>) {
     let mut ctl = s.control.subscribe();
     let lock = dir_lock(store.dir());
     let _guard = tokio::select! {
+        biased;
         g = lock.lock_owned() => g,
-        _ = wait_cancel(&mut ctl) => return,
+        _ = wait_stop(&mut ctl) => return,
     };
-    let sent_before = s.sent.load(Ordering::Relaxed);
+    // `sent` when the shutdown drain started, to report what was delivered during it.
+    let mut drain_base: Option<u64> = None;
     // Adopt what earlier instances (another process, a replaced target) left behind.
     if let Ok(files) = store.list() {
         for f in files.iter().filter(|f| f.instance != store.instance()) {
@@ -753,6 +755,9 @@ async fn replay(s: Arc<Shared>, store: Arc<Store>) {
             Control::Drain(d) => Some(d),
             Control::Run => None,
         };
+        if limit.is_some() && drain_base.is_none() {
+            drain_base = Some(s.sent.load(Ordering::Relaxed));
+        }
         let worker_done = s.worker_done.load(Ordering::Acquire);
         let files = {
             let store = store.clone();
@@ -792,7 +797,7 @@ async fn replay(s: Arc<Shared>, store: Arc<Store>) {
                 let mut g = s.drained.lock().unwrap_or_else(|p| p.into_inner());
                 let r = g.get_or_insert_with(ShutdownReport::default);
                 r.persisted = persisted;
-                r.delivered += s.sent.load(Ordering::Relaxed) - sent_before;
+                r.delivered += s.sent.load(Ordering::Relaxed) - drain_base.unwrap_or(0);
                 return;
             }
         }
@@ -816,14 +821,21 @@ async fn replay(s: Arc<Shared>, store: Arc<Store>) {
     }
 }
 
-/// Resolves when the control leaves `Run` (cancel or shutdown).
-async fn wait_cancel(ctl: &mut watch::Receiver<Control>) {
+/// Resolves on cancel, or at the deadline of a shutdown drain.
+async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
     loop {
-        if *ctl.borrow_and_update() != Control::Run {
-            return;
-        }
-        if ctl.changed().await.is_err() {
-            return;
+        let c = *ctl.borrow_and_update();
+        match c {
+            Control::Cancel => return,
+            Control::Drain(d) => {
+                tokio::time::sleep_until(d).await;
+                return;
+            }
+            Control::Run => {
+                if ctl.changed().await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
