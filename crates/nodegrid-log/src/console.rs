@@ -135,6 +135,19 @@ impl ConsoleTarget {
         self.write_entry(&e);
     }
 
+    /// The fatal path (LOGGING.md §1.7): renders a FATAL entry with `message` and `err` to
+    /// this console only (never to any other target) and exits the process with status 1.
+    pub fn fatal(&self, message: &str, err: &dyn std::error::Error) -> ! {
+        let mut e = LogEntry::new(Kind::Fatal);
+        e.message = message.to_string();
+        e.error = Some(ErrorInfo {
+            message: format!("{message}: {err}"),
+            ..Default::default()
+        });
+        self.write_entry(&e);
+        std::process::exit(1)
+    }
+
     /// Writes one entry now (the console target's `send`).
     pub fn write_entry(&self, e: &LogEntry) {
         self.total.fetch_add(1, Ordering::Relaxed);
