@@ -5,10 +5,11 @@
 //! immediate, counted drop.
 //!
 //! One worker task per target collects entries into a batch and flushes it when it holds
-//! `batch_size` entries, or when the queue is momentarily empty and either `batch_size == 1`
-//! or `flush_interval` has passed since the previous flush (a timer guarantees a partial
-//! batch waits at most `flush_interval`). It encodes the batch once as NDJSON and POSTs it,
-//! retrying per `max_retry` / `retry_interval`. One worker keeps batches in order
+//! `batch_size` entries, or when `flush_interval` has passed since the previous flush (a
+//! timer guarantees a partial batch waits at most `flush_interval`). With `batch_size == 1`
+//! every entry is sent at once. With `batch_size > 1` the worker is not woken per entry:
+//! senders signal it once a full batch is queued. It encodes the batch once as NDJSON and
+//! POSTs it, retrying per `max_retry` / `retry_interval`. One worker keeps batches in order
 //! (LOGGING.md §7.10); the reference's scaling to 16 workers is not implemented.
 //!
 //! With `queue_dir`, the worker writes each batch to the disk store instead, and a separate
@@ -104,6 +105,8 @@ struct Shared {
     replacement: OnceLock<Arc<Shared>>,
     migration: Mutex<Migration>,
     wake: Notify,
+    /// Signalled by senders when at least a full batch is queued (batch_size > 1).
+    ready: Notify,
     total: AtomicU64,
     sent: AtomicU64,
     failed: AtomicU64,
@@ -244,6 +247,7 @@ impl WebhookTarget {
             replacement: OnceLock::new(),
             migration: Mutex::new(Migration::default()),
             wake: Notify::new(),
+            ready: Notify::new(),
             total: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -349,7 +353,13 @@ impl Shared {
         }
         self.total.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(record) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let bs = self.cfg.batch_size;
+                if bs > 1 && self.tx.max_capacity() - self.tx.capacity() >= bs {
+                    self.ready.notify_one();
+                }
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(SendError::QueueFull {
@@ -608,6 +618,11 @@ async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
             }
         }
         s.take_migrated(&mut batch, bs);
+        if bs > 1 {
+            // A full batch may already be queued (its signal was consumed by the previous
+            // wake-up): take what is there before waiting.
+            fill(&mut rx, &mut batch, bs);
+        }
         if batch.len() >= bs {
             if let Flush::Cancelled = flush(&s, &mut conn, &mut ctl, &mut batch, &mut buf).await {
                 continue;
@@ -616,36 +631,69 @@ async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
             continue;
         }
         let flush_at = last_flush + s.cfg.flush_interval;
-        let do_flush = tokio::select! {
-            biased;
-            r = ctl.changed() => {
-                if r.is_err() {
-                    // The target object is gone: nothing can be delivered any more.
-                    return;
-                }
-                false
-            }
-            r = rx.recv() => match r {
-                Some(r) => {
-                    batch.push(r);
-                    while batch.len() < bs {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
+        let do_flush = if bs == 1 {
+            tokio::select! {
+                biased;
+                r = ctl.changed() => {
+                    if r.is_err() {
+                        // The target object is gone: nothing can be delivered any more.
+                        return;
                     }
-                    batch.len() >= bs || bs == 1 || Instant::now() >= flush_at
+                    false
                 }
-                None => return,
-            },
-            _ = tokio::time::sleep_until(flush_at), if !batch.is_empty() => true,
-            _ = s.wake.notified() => false,
+                r = rx.recv() => match r {
+                    Some(r) => {
+                        batch.push(r);
+                        true
+                    }
+                    None => return,
+                },
+                _ = s.wake.notified() => false,
+            }
+        } else {
+            // Batching: the worker does not wait on the channel (which would wake it for
+            // every entry); senders signal `ready` once a full batch is queued, and the
+            // timer bounds how long a partial batch waits.
+            tokio::select! {
+                biased;
+                r = ctl.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    false
+                }
+                _ = s.ready.notified() => {
+                    fill(&mut rx, &mut batch, bs);
+                    batch.len() >= bs || (!batch.is_empty() && Instant::now() >= flush_at)
+                }
+                _ = tokio::time::sleep_until(flush_at) => {
+                    fill(&mut rx, &mut batch, bs);
+                    if batch.is_empty() {
+                        // Idle: next look one interval from now.
+                        last_flush = Instant::now();
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ = s.wake.notified() => false,
+            }
         };
         if do_flush {
             if let Flush::Cancelled = flush(&s, &mut conn, &mut ctl, &mut batch, &mut buf).await {
                 continue;
             }
             last_flush = Instant::now();
+        }
+    }
+}
+
+/// Moves queued entries into `batch` until it holds `max` or the queue is empty.
+fn fill(rx: &mut mpsc::Receiver<Record>, batch: &mut Vec<Record>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
         }
     }
 }
