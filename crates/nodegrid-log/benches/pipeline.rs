@@ -88,6 +88,23 @@ fn bench_layer(c: &mut Criterion) {
     rt.block_on(reg.shutdown(Duration::from_secs(5)));
 }
 
+/// Baseline: the same event with only the (quiet, sink) console in the system list, i.e.
+/// the cost of `tracing` + building the entry without any webhook.
+fn bench_layer_console_only(c: &mut Criterion) {
+    let console = ConsoleTarget::with_writer(ConsoleMode::Quiet, Box::new(io::sink()));
+    let reg = Registry::new(console, Identity::default());
+    let sub = tracing_subscriber::registry().with(reg.layer());
+    tracing::subscriber::with_default(sub, || {
+        c.bench_function("layer/info_event_console_only", |b| {
+            let mut i = 0u64;
+            b.iter(|| {
+                i += 1;
+                tracing::info!(subsystem = "grid", peer = "node-2", n = i, "peer connected");
+            })
+        });
+    });
+}
+
 fn bench_enqueue(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -155,6 +172,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_layer, bench_enqueue
+    targets = bench_layer, bench_layer_console_only, bench_enqueue
 }
 criterion_main!(benches);

@@ -88,53 +88,86 @@ impl LogLayer {
     }
 }
 
+/// Collects an event's fields. For INFO events (whose entries carry `message`, not `error`)
+/// structured fields are written straight into `extra` as ` k=v` text instead of a map,
+/// which saves several allocations per event.
 #[derive(Default)]
 struct Fields {
     message: String,
     error: String,
-    subsystem: String,
+    /// `SYSTEM.<subsystem>` when a `subsystem` field was given.
+    api_name: String,
     event_kind: bool,
+    inline: bool,
+    extra: String,
     variables: BTreeMap<String, serde_json::Value>,
+}
+
+impl Fields {
+    fn special(&mut self, name: &str, value: &str) -> bool {
+        match name {
+            "message" => self.message = value.to_string(),
+            "error" => self.error = value.to_string(),
+            "subsystem" => {
+                let mut n = String::with_capacity(7 + value.len());
+                n.push_str("SYSTEM.");
+                n.push_str(value);
+                self.api_name = n;
+            }
+            "kind" => self.event_kind = value.eq_ignore_ascii_case("event"),
+            _ => return false,
+        }
+        true
+    }
+
+    fn var(&mut self, name: &str, v: impl Into<serde_json::Value> + std::fmt::Display) {
+        if self.inline {
+            let _ = write!(self.extra, " {name}={v}");
+        } else {
+            self.variables.insert(name.to_string(), v.into());
+        }
+    }
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "message" => self.message = value.to_string(),
-            "error" => self.error = value.to_string(),
-            "subsystem" => self.subsystem = value.to_string(),
-            "kind" => self.event_kind = value.eq_ignore_ascii_case("event"),
-            name => {
-                self.variables.insert(name.to_string(), value.into());
+        if !self.special(field.name(), value) {
+            if self.inline {
+                let _ = write!(self.extra, " {}={value:?}", field.name());
+            } else {
+                self.variables
+                    .insert(field.name().to_string(), value.into());
             }
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.variables
-            .insert(field.name().to_string(), value.into());
+        self.var(field.name(), value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.variables
-            .insert(field.name().to_string(), value.into());
+        self.var(field.name(), value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.variables
-            .insert(field.name().to_string(), value.into());
+        self.var(field.name(), value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if self.inline && !matches!(name, "message" | "error" | "subsystem" | "kind") {
+            let _ = write!(self.extra, " {name}={value:?}");
+            return;
+        }
         let mut s = String::new();
         let _ = write!(s, "{value:?}");
-        match field.name() {
+        match name {
             "message" => self.message = s,
             "error" => self.error = s,
-            "subsystem" => self.subsystem = s,
-            "kind" => self.event_kind = s.eq_ignore_ascii_case("event"),
-            name => {
-                self.variables.insert(name.to_string(), s.into());
+            other => {
+                if !self.special(other, &s) {
+                    self.variables.insert(other.to_string(), s.into());
+                }
             }
         }
     }
@@ -152,7 +185,10 @@ impl<S: Subscriber> Layer<S> for LogLayer {
         if level > self.min_level || meta.target().starts_with(INTERNAL_TARGET) {
             return;
         }
-        let mut f = Fields::default();
+        let mut f = Fields {
+            inline: level == Level::INFO,
+            ..Fields::default()
+        };
         event.record(&mut f);
         let kind = if f.event_kind {
             Kind::Event
@@ -164,10 +200,10 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             Kind::Info
         };
         let mut e = LogEntry::at(kind, time);
-        let api_name = if f.subsystem.is_empty() {
+        let api_name = if f.api_name.is_empty() {
             "SYSTEM".to_string()
         } else {
-            format!("SYSTEM.{}", f.subsystem)
+            std::mem::take(&mut f.api_name)
         };
         e.api = Some(Api {
             name: api_name,
@@ -204,11 +240,10 @@ impl<S: Subscriber> Layer<S> for LogLayer {
                 } else {
                     format!("{}: {}", f.message, f.error)
                 };
-                if !f.variables.is_empty() && kind == Kind::Info {
-                    // INFO entries have no `error`; keep structured fields visible.
-                    for (k, v) in &f.variables {
-                        let _ = write!(e.message, " {k}={v}");
-                    }
+                // INFO entries have no `error`; structured fields stay visible as text.
+                e.message.push_str(&f.extra);
+                for (k, v) in &f.variables {
+                    let _ = write!(e.message, " {k}={v}");
                 }
             }
             _ => {

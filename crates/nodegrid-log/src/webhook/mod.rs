@@ -532,15 +532,23 @@ async fn flush(
             Some(store) => {
                 let store = store.clone();
                 let body = body.clone();
-                match tokio::task::spawn_blocking(move || store.put(&body, n)).await {
-                    Ok(Ok(_f)) => {
-                        s.disk_entries.fetch_add(n, Ordering::Relaxed);
-                        s.disk_files.fetch_add(1, Ordering::Relaxed);
+                // Count the file before it becomes visible: the replay loop may deliver and
+                // delete it before `put` even returns here.
+                s.disk_entries.fetch_add(n, Ordering::Relaxed);
+                s.disk_files.fetch_add(1, Ordering::Relaxed);
+                let put = tokio::task::spawn_blocking(move || store.put(&body, n))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("disk queue task: {e}")));
+                match put {
+                    Ok(_f) => {
                         s.stored.notify_one();
                         Ok(())
                     }
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(format!("disk queue task: {e}")),
+                    Err(e) => {
+                        s.disk_entries.fetch_sub(n, Ordering::Relaxed);
+                        s.disk_files.fetch_sub(1, Ordering::Relaxed);
+                        Err(e)
+                    }
                 }
             }
             None => match s.attempt(conn, &body, n, limit).await {
