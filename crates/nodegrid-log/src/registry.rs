@@ -81,6 +81,13 @@ impl Registry {
         Ok(r)
     }
 
+    /// Builds a registry from the `NODEGRID_*` environment ([`LoggingConfig::from_env`]) with
+    /// a stderr console. Must run inside a tokio runtime.
+    pub fn from_env() -> Result<Arc<Registry>, Error> {
+        let cfg = LoggingConfig::from_env()?;
+        Registry::from_config(&cfg, ConsoleTarget::stderr(cfg.console_mode))
+    }
+
     /// The console target (the fallback sink for failure reports).
     pub fn console(&self) -> &Arc<ConsoleTarget> {
         &self.console
