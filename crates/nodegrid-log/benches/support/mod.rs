@@ -15,6 +15,9 @@ pub struct CountingAlloc;
 
 pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+/// Requests received by [`start_receiver`] receivers.
+pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
@@ -48,6 +51,7 @@ pub async fn start_receiver() -> (String, Arc<AtomicU64>) {
                             let body = req.into_body().collect().await?.to_bytes();
                             let n = body.iter().filter(|b| **b == b'\n').count();
                             c.fetch_add(n as u64, Ordering::SeqCst);
+                            REQUESTS.fetch_add(1, Ordering::Relaxed);
                             Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
                         }
                     });
