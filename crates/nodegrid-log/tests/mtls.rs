@@ -174,13 +174,13 @@ async fn expect_rejected(s: &Setup, t: WebhookTarget, cap: nodegrid_log::Capture
     assert_eq!((st.sent, st.failed, st.send_errors), (0, 1, 2), "{st:?}");
     assert!(s.receiver.lines().is_empty());
     let c = cap.contents();
-    assert_eq!(
-        c.lines()
-            .filter(|l| l.contains("could not send 1 audit entries"))
-            .count(),
-        1,
-        "reported to the console once: {c}"
-    );
+    // Reported to the console, de-duplicated: at most one line per distinct error text (the
+    // TLS stack may word the first and the second rejection differently).
+    let reports = c
+        .lines()
+        .filter(|l| l.contains("could not send 1 audit entries"))
+        .count();
+    assert!((1..=2).contains(&reports), "{reports} reports: {c}");
     t.cancel().await;
 }
 
