@@ -121,7 +121,8 @@ impl ConsoleTarget {
         verdict.log
     }
 
-    fn report_now(&self, text: &str) {
+    /// Writes a failure report now, without de-duplication (used for periodic summaries).
+    pub(crate) fn report_now(&self, text: &str) {
         self.reports.fetch_add(1, Ordering::Relaxed);
         let mut e = LogEntry::new(Kind::Error);
         e.api = Some(Api {

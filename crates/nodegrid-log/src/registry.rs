@@ -18,6 +18,9 @@ use crate::logonce::LogOnce;
 use crate::target::{ShutdownReport, Target, TargetKind, TargetStats};
 use crate::webhook::{Identity, Stream, WebhookConfig, WebhookTarget};
 
+/// Interval of the periodic "entries lost" summary started by [`Registry::from_config`].
+pub const DROP_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A published, read-only target list.
 pub type Snapshot = Arc<Vec<Arc<dyn Target>>>;
 
@@ -33,6 +36,7 @@ pub struct Registry {
     system_lock: Mutex<()>,
     audit_lock: Mutex<()>,
     audit_once: LogOnce,
+    summary_started: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -61,6 +65,7 @@ impl Registry {
             system_lock: Mutex::new(()),
             audit_lock: Mutex::new(()),
             audit_once: LogOnce::default(),
+            summary_started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -72,6 +77,7 @@ impl Registry {
         console: ConsoleTarget,
     ) -> Result<Arc<Registry>, Error> {
         let r = Registry::new(console, cfg.identity.clone());
+        r.start_drop_summary(DROP_SUMMARY_INTERVAL);
         r.update_webhooks(Stream::Logger, cfg.logger_webhooks.clone())?;
         if let Err(e) = r.update_webhooks(Stream::Audit, cfg.audit_webhooks.clone()) {
             // Undo the logger part so nothing is partially applied.
@@ -86,6 +92,69 @@ impl Registry {
     pub fn from_env() -> Result<Arc<Registry>, Error> {
         let cfg = LoggingConfig::from_env()?;
         Registry::from_config(&cfg, ConsoleTarget::stderr(cfg.console_mode))
+    }
+
+    /// Starts (once) a background task that every `every` reports, per target, how many
+    /// entries were lost (`dropped + failed`) since the previous report, if any (LOGGING.md
+    /// §4.1: de-duplicated reports plus a periodic "N dropped" summary). System targets are
+    /// reported to the console, audit targets to the system log. The task ends when the
+    /// registry is dropped. [`Registry::from_config`] starts it with a 60 s interval.
+    pub fn start_drop_summary(self: &Arc<Self>, every: Duration) {
+        use std::sync::atomic::Ordering;
+        if self.summary_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        handle.spawn(internal(async move {
+            let mut last: BTreeMap<String, u64> = BTreeMap::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(reg) = weak.upgrade() else {
+                    return;
+                };
+                for (stream, list) in [
+                    (Stream::Logger, reg.system.load_full()),
+                    (Stream::Audit, reg.audit.load_full()),
+                ] {
+                    for t in list.iter() {
+                        let st = t.stats();
+                        let lost = st.dropped + st.failed;
+                        let key = format!("{:?}/{}", stream, t.name());
+                        let prev = last.insert(key, lost).unwrap_or(0);
+                        if lost > prev && t.kind() != TargetKind::Console {
+                            let text = format!(
+                                "{}: {} entries lost in the last {:?} (dropped or given up; {} in total)",
+                                t.name(),
+                                lost - prev,
+                                every,
+                                lost
+                            );
+                            match stream {
+                                Stream::Logger => reg.console.report_now(&text),
+                                Stream::Audit => {
+                                    let mut le = LogEntry::new(Kind::Warning);
+                                    le.api = Some(crate::entry::Api {
+                                        name: "SYSTEM.audit".into(),
+                                        ..Default::default()
+                                    });
+                                    le.error = Some(ErrorInfo {
+                                        message: text,
+                                        ..Default::default()
+                                    });
+                                    reg.log(le);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }));
     }
 
     /// The console target (the fallback sink for failure reports).

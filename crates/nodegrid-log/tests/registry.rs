@@ -407,3 +407,56 @@ async fn reconfigure_moves_pending_entries_to_the_replacement() {
     let rep = reg.shutdown(Duration::from_secs(2)).await;
     assert_eq!(rep.dropped, 0);
 }
+
+/// Drops are summarised periodically: system targets on the console, audit targets in the
+/// system log.
+#[tokio::test]
+async fn lost_entries_are_summarised_periodically() {
+    quiet();
+    let logr = Receiver::start().await;
+    logr.set_mode(HOLD);
+    let audr = Receiver::start().await;
+    audr.set_mode(HOLD);
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("l", logr.url("/")).queue_size(1).build().expect("cfg")],
+    )
+    .expect("logger");
+    reg.update_webhooks(
+        Stream::Audit,
+        vec![fast("a", audr.url("/")).queue_size(1).build().expect("cfg")],
+    )
+    .expect("audit");
+    reg.start_drop_summary(Duration::from_millis(100));
+    let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Info);
+    e.message = "x".into();
+    reg.log(e.clone());
+    reg.audit().log(audit_entry(0));
+    bounded(logr.wait_arrivals(1)).await;
+    bounded(audr.wait_arrivals(1)).await;
+    for i in 1..=6 {
+        reg.log(e.clone()); // 1 fits, 5 dropped
+        reg.audit().log(audit_entry(i)); // 1 fits, 5 dropped
+    }
+    let ok = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let c = cap.contents();
+            // The logger webhook also loses the audit failure reports routed to the system
+            // log, so its count is 5 + those; the audit count is exact.
+            if c.lines()
+                .any(|l| l.contains("logger-l: ") && l.contains("entries lost in the last"))
+                && c.contains("audit-a: 5 entries lost in the last")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "no summaries: {}", cap.contents());
+    logr.release();
+    audr.release();
+    let _ = reg.shutdown(Duration::from_secs(2)).await;
+}
