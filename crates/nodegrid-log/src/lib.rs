@@ -45,7 +45,9 @@ pub mod testing;
 pub mod webhook;
 
 pub use config::LoggingConfig;
-pub use console::{Capture, ConsoleMode, ConsoleTarget};
+pub use console::{
+    Capture, ConsoleMode, ConsoleSubscription, ConsoleTarget, KindMask, TooManySubscribers,
+};
 pub use entry::{AuditApi, AuditEntry, CallResult, GridCall, Kind, LogEntry, Record};
 pub use error::{ConfigError, Error};
 pub use layer::{internal, LogLayer, INTERNAL_TARGET};
