@@ -32,6 +32,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod anonymize;
 pub mod config;
 pub mod console;
 pub mod entry;

@@ -37,6 +37,7 @@ pub struct Registry {
     audit_lock: Mutex<()>,
     audit_once: LogOnce,
     summary_started: std::sync::atomic::AtomicBool,
+    anonymous: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -66,6 +67,7 @@ impl Registry {
             audit_lock: Mutex::new(()),
             audit_once: LogOnce::default(),
             summary_started: std::sync::atomic::AtomicBool::new(false),
+            anonymous: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -157,6 +159,14 @@ impl Registry {
         }));
     }
 
+    /// Anonymous mode (LOGGING.md §1.9, `--anonymous`): bucket, object and remote host of
+    /// server-log entries are replaced by a stable keyed hash, error messages are reduced to
+    /// the error's type name (or `error`), and error variables are emptied.
+    pub fn set_anonymous(&self, on: bool) {
+        self.anonymous
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The console target (the fallback sink for failure reports).
     pub fn console(&self) -> &Arc<ConsoleTarget> {
         &self.console
@@ -198,7 +208,10 @@ impl Registry {
 
     /// Sends a log entry to every system target. Failures are reported to the console
     /// only (de-duplicated per target), never to other targets.
-    pub fn log(&self, entry: LogEntry) {
+    pub fn log(&self, mut entry: LogEntry) {
+        if self.anonymous.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::anonymize::anonymize(&mut entry);
+        }
         let list = self.system.load();
         let record = Record::Log(Arc::new(entry));
         for t in list.iter() {
