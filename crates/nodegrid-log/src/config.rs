@@ -9,7 +9,8 @@
 //! enable a webhook with only an endpoint (and, unlike the reference, the normal defaults).
 //!
 //! Extension keys (not in the reference): `CA_CERT` (extra trusted CA file for https
-//! endpoints) and `FLUSH_INTERVAL` (longest wait of a partial batch, default 1s).
+//! endpoints), `FLUSH_INTERVAL` (longest wait of a partial batch, default 1s) and
+//! `RETRY_BACKOFF` (`fixed`, the default, or `exponential`).
 //!
 //! Any error names the variable and aborts the whole configuration.
 
@@ -38,6 +39,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "QUEUE_DIR",
     "MAX_RETRY",
     "RETRY_INTERVAL",
+    "RETRY_BACKOFF",
     "HTTP_TIMEOUT",
     "FLUSH_INTERVAL",
     "COMMENT",
@@ -318,6 +320,18 @@ fn target_from_vars(
     }
     if let Some((var, v)) = get("RETRY_INTERVAL") {
         b = b.retry_interval(parse_duration(var, v)?);
+    }
+    if let Some((var, v)) = get("RETRY_BACKOFF") {
+        b = b.retry_backoff(match v.to_ascii_lowercase().as_str() {
+            "" | "fixed" => crate::webhook::RetryBackoff::Fixed,
+            "exponential" => crate::webhook::RetryBackoff::Exponential,
+            _ => {
+                return Err(ConfigError::new(
+                    var,
+                    format!("`{v}` is not a backoff (fixed or exponential)"),
+                ))
+            }
+        });
     }
     if let Some((var, v)) = get("HTTP_TIMEOUT") {
         b = b.http_timeout(parse_duration(var, v)?);

@@ -55,7 +55,9 @@ pub use layer::{internal, LogLayer, INTERNAL_TARGET};
 pub use registry::{AuditLog, Registry, Snapshot};
 pub use req_info::ReqInfo;
 pub use target::{BoxFuture, SendError, ShutdownReport, Target, TargetKind, TargetStats};
-pub use webhook::{Identity, Stream, WebhookConfig, WebhookConfigBuilder, WebhookTarget};
+pub use webhook::{
+    Identity, RetryBackoff, Stream, WebhookConfig, WebhookConfigBuilder, WebhookTarget,
+};
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -26,6 +26,40 @@ pub const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 /// Default scan interval / retry wait of the disk queue replay loop.
 pub const DEFAULT_REPLAY_INTERVAL: Duration = Duration::from_secs(3);
 
+/// Upper bound of an exponential retry wait.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How the wait between attempts grows (LOGGING.md §8.5 `retry_backoff`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetryBackoff {
+    /// Always `retry_interval` (the reference's behaviour; default).
+    #[default]
+    Fixed,
+    /// `retry_interval × 2^retry`, capped at [`MAX_BACKOFF`] (or `retry_interval` if larger),
+    /// with full jitter.
+    Exponential,
+}
+
+impl RetryBackoff {
+    /// The wait before retry number `retry` (0-based) with base `interval`.
+    pub fn wait(self, interval: Duration, retry: u32) -> Duration {
+        match self {
+            RetryBackoff::Fixed => interval,
+            RetryBackoff::Exponential => {
+                let cap = MAX_BACKOFF.max(interval);
+                let d = interval.saturating_mul(1u32 << retry.min(16)).min(cap);
+                // Full jitter from the clock's sub-second nanos: no RNG dependency needed.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|t| t.subsec_nanos())
+                    .unwrap_or(0);
+                let frac = (nanos.wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
+                d.mul_f64(frac).max(Duration::from_millis(10)).min(d)
+            }
+        }
+    }
+}
+
 /// Validated configuration of one webhook target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookConfig {
@@ -41,6 +75,7 @@ pub struct WebhookConfig {
     pub(crate) queue_dir: Option<PathBuf>,
     pub(crate) max_retry: u32,
     pub(crate) retry_interval: Duration,
+    pub(crate) retry_backoff: RetryBackoff,
     pub(crate) http_timeout: Duration,
     pub(crate) flush_interval: Duration,
     pub(crate) cert_reload_interval: Duration,
@@ -65,6 +100,7 @@ impl WebhookConfig {
             queue_dir: None,
             max_retry: 0,
             retry_interval: DEFAULT_RETRY_INTERVAL,
+            retry_backoff: RetryBackoff::Fixed,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             cert_reload_interval: DEFAULT_CERT_RELOAD_INTERVAL,
@@ -153,6 +189,7 @@ pub struct WebhookConfigBuilder {
     queue_dir: Option<PathBuf>,
     max_retry: u32,
     retry_interval: Duration,
+    retry_backoff: RetryBackoff,
     http_timeout: Duration,
     flush_interval: Duration,
     cert_reload_interval: Duration,
@@ -215,6 +252,12 @@ impl WebhookConfigBuilder {
     /// Fixed sleep between attempts; ≤ 1 min; zero means the default 3 s.
     pub fn retry_interval(mut self, d: Duration) -> Self {
         self.retry_interval = d;
+        self
+    }
+
+    /// How the wait between attempts grows (default fixed).
+    pub fn retry_backoff(mut self, b: RetryBackoff) -> Self {
+        self.retry_backoff = b;
         self
     }
 
@@ -362,6 +405,7 @@ impl WebhookConfigBuilder {
             queue_dir: self.queue_dir,
             max_retry: self.max_retry,
             retry_interval,
+            retry_backoff: self.retry_backoff,
             http_timeout: self.http_timeout,
             flush_interval: self.flush_interval,
             cert_reload_interval: self.cert_reload_interval,
@@ -415,6 +459,20 @@ mod tests {
             .build()
             .expect_err("cert without key");
         assert_eq!(e.key, "client_key");
+    }
+
+    #[test]
+    fn backoff_waits() {
+        let base = Duration::from_millis(100);
+        assert_eq!(RetryBackoff::Fixed.wait(base, 7), base);
+        for retry in 0..40 {
+            let w = RetryBackoff::Exponential.wait(base, retry);
+            let bound = base.saturating_mul(1u32 << retry.min(16)).min(MAX_BACKOFF);
+            assert!(
+                w <= bound && w >= Duration::from_millis(10),
+                "{retry}: {w:?}"
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::layer::internal;
 use crate::target::{BoxFuture, SendError, ShutdownReport, Target, TargetKind, TargetStats};
 use client::{AttemptError, CertResolver, Conn, Endpoint};
-pub use config::{WebhookConfig, WebhookConfigBuilder};
+pub use config::{RetryBackoff, WebhookConfig, WebhookConfigBuilder};
 use store::{ReadError, Store, StoredFile};
 
 /// Which list a webhook serves; decides its name prefix and report wording.
@@ -585,8 +585,8 @@ async fn flush(
             batch.clear();
             return Flush::Done;
         }
+        let mut wait = s.cfg.retry_backoff.wait(s.cfg.retry_interval, retries);
         retries += 1;
-        let mut wait = s.cfg.retry_interval;
         if let Some(d) = limit {
             wait = wait.min(d.saturating_duration_since(Instant::now()));
         }
