@@ -626,9 +626,10 @@ async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
             }
         }
         s.take_migrated(&mut batch, bs);
-        if bs > 1 {
-            // A full batch may already be queued (its signal was consumed by the previous
-            // wake-up): take what is there before waiting.
+        if bs > 1 && batch.len() + rx.len() >= bs {
+            // A full batch is already queued (its signal was consumed by an earlier wake-up).
+            // Partial batches stay in the queue, so the senders' "full batch queued" signal
+            // keeps matching what the worker needs.
             fill(&mut rx, &mut batch, bs);
         }
         if batch.len() >= bs {
@@ -671,7 +672,9 @@ async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
                     false
                 }
                 _ = s.ready.notified() => {
-                    fill(&mut rx, &mut batch, bs);
+                    if batch.len() + rx.len() >= bs {
+                        fill(&mut rx, &mut batch, bs);
+                    }
                     batch.len() >= bs || (!batch.is_empty() && Instant::now() >= flush_at)
                 }
                 _ = tokio::time::sleep_until(flush_at) => {
