@@ -173,8 +173,11 @@ impl Visit for Fields {
     }
 }
 
-impl<S: Subscriber> Layer<S> for LogLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+impl<S> Layer<S> for LogLayer
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         // S5: the entry's time is the moment of the call.
         let time = OffsetDateTime::now_utc();
         if in_internal() {
@@ -210,7 +213,19 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             args: Args::default(),
         });
         e.deployment_id = self.registry.identity().deployment_id.clone();
-        if let Some(req) = crate::req_info::current() {
+        // Task-local first; else the event's span scope (never `Span::current()` here: a
+        // nested dispatch inside a layer callback sees no subscriber).
+        let req = crate::req_info::task_current().or_else(|| {
+            ctx.event_scope(event).and_then(|scope| {
+                scope.from_root().fold(None, |found, span| {
+                    span.extensions()
+                        .get::<crate::req_info::InSpan>()
+                        .map(|i| i.0.clone())
+                        .or(found)
+                })
+            })
+        });
+        if let Some(req) = req {
             let m = req.snapshot();
             e.api = Some(Api {
                 name: req.api.clone(),

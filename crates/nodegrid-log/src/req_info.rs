@@ -1,10 +1,16 @@
 //! Request info carried with a request (LOGGING.md §1.6, §8.3).
 //!
 //! A [`ReqInfo`] is an `Arc` of immutable request fields plus one lock over the parts that
-//! change while the request runs (tags, objects). It travels in a tokio task-local: the code
-//! that serves a request wraps its future in [`scope`], and anything running inside it (the
-//! tracing layer included, since `on_event` runs on the emitting task) finds it with
-//! [`current`]. A spawned sub-task must be wrapped in [`scope`] again.
+//! change while the request runs (tags, objects). Two carriers are supported:
+//!
+//! * a tokio task-local: the code that serves a request wraps its future in [`scope`];
+//!   anything running inside it finds it with [`current`]. A spawned sub-task must be
+//!   wrapped in [`scope`] again.
+//! * span extensions: [`attach`] stores it in a `tracing` span (the request span); events
+//!   inside that span, and sub-tasks `.instrument`ed with it, carry it. This needs a
+//!   `tracing_subscriber::Registry`-based subscriber.
+//!
+//! The layer looks at the task-local first, then at the event's span scope.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -25,9 +31,53 @@ pub fn sync_scope<R>(info: Arc<ReqInfo>, f: impl FnOnce() -> R) -> R {
     CURRENT.sync_scope(info, f)
 }
 
-/// The request info of the running task, if it runs inside [`scope`].
+/// The request info of the running task ([`scope`]), else of the current span ([`attach`]).
+/// Do not call it from inside a `tracing` layer callback (nested dispatch sees no subscriber).
 pub fn current() -> Option<Arc<ReqInfo>> {
+    CURRENT
+        .try_with(Arc::clone)
+        .ok()
+        .or_else(|| from_span(&tracing::Span::current()))
+}
+
+/// The task-local request info only.
+pub(crate) fn task_current() -> Option<Arc<ReqInfo>> {
     CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Extension type stored in a span.
+#[derive(Clone)]
+pub(crate) struct InSpan(pub(crate) Arc<ReqInfo>);
+
+/// Stores `info` in `span`'s extensions. Returns false when the span is disabled or the
+/// subscriber is not built on `tracing_subscriber::Registry`.
+pub fn attach(span: &tracing::Span, info: Arc<ReqInfo>) -> bool {
+    span.with_subscriber(|(id, dispatch)| {
+        use tracing_subscriber::registry::LookupSpan;
+        let Some(reg) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return false;
+        };
+        match reg.span(id) {
+            Some(s) => {
+                s.extensions_mut().replace(InSpan(info));
+                true
+            }
+            None => false,
+        }
+    })
+    .unwrap_or(false)
+}
+
+/// The request info attached to `span` or one of its parents.
+pub fn from_span(span: &tracing::Span) -> Option<Arc<ReqInfo>> {
+    span.with_subscriber(|(id, dispatch)| {
+        use tracing_subscriber::registry::LookupSpan;
+        let reg = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let s = reg.span(id)?;
+        s.scope()
+            .find_map(|s| s.extensions().get::<InSpan>().map(|i| i.0.clone()))
+    })
+    .flatten()
 }
 
 /// Immutable fields of a request plus its mutable tags and objects.

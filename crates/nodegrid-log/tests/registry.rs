@@ -71,12 +71,25 @@ fn layer_builds_log_entries_from_events() {
         let info = Arc::new(info);
         info.set_tag("peer", "n2");
         req_info::sync_scope(info, || tracing::error!("in request"));
+        // The span carrier: attached to a request span, visible to events in child spans.
+        let mut via_span = ReqInfo::new("lock.Unlock");
+        via_span.request_id = "REQ2".into();
+        let via_span = Arc::new(via_span);
+        let span = tracing::info_span!("request");
+        assert!(req_info::attach(&span, via_span.clone()));
+        span.in_scope(|| {
+            assert_eq!(
+                req_info::current().map(|r| r.request_id.clone()).as_deref(),
+                Some("REQ2")
+            );
+            tracing::info_span!("inner").in_scope(|| tracing::error!("in span"));
+        });
         let lines: Vec<serde_json::Value> = cap
             .contents()
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
             .collect();
-        assert_eq!(lines.len(), 4, "{}", cap.contents());
+        assert_eq!(lines.len(), 5, "{}", cap.contents());
         let e = &lines[0];
         assert_eq!(e["level"], "ERROR");
         assert_eq!(e["api"]["name"], "SYSTEM.healing");
@@ -102,6 +115,8 @@ fn layer_builds_log_entries_from_events() {
         assert_eq!(r["requestID"], "REQ1");
         assert_eq!(r["remotehost"], "10.0.0.1");
         assert_eq!(r["error"]["variables"]["peer"], "n2");
+        assert_eq!(lines[4]["api"]["name"], "lock.Unlock");
+        assert_eq!(lines[4]["requestID"], "REQ2");
     });
 }
 
