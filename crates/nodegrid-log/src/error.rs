@@ -34,6 +34,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A client certificate or key could not be (re)loaded; the previous one stays in use.
+    #[error("target {target}: client certificate: {reason}")]
+    Certificate {
+        /// Target name.
+        target: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// No tokio runtime is running on this thread; targets need one for their workers.
     #[error("no tokio runtime: start the logging targets from within a tokio runtime")]
     NoRuntime,

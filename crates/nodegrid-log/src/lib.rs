@@ -52,7 +52,7 @@ pub use console::{
 pub use entry::{AuditApi, AuditEntry, CallResult, GridCall, Kind, LogEntry, Record};
 pub use error::{ConfigError, Error};
 pub use layer::{internal, LogLayer, INTERNAL_TARGET};
-pub use registry::{AuditLog, Registry, Snapshot};
+pub use registry::{AuditLog, Registry, Snapshot, DROP_SUMMARY_INTERVAL};
 pub use req_info::ReqInfo;
 pub use target::{BoxFuture, SendError, ShutdownReport, Target, TargetKind, TargetStats};
 pub use webhook::{

@@ -321,7 +321,7 @@ impl Registry {
     /// Reloads the client certificate of every webhook that has one (call it on SIGHUP).
     /// Returns the errors (also reported to the console); targets that failed keep their
     /// previous certificate.
-    pub fn reload_client_certs(&self) -> Vec<String> {
+    pub fn reload_client_certs(&self) -> Vec<Error> {
         let mut errors = Vec::new();
         for list in [self.system.load_full(), self.audit.load_full()] {
             for t in list.iter() {

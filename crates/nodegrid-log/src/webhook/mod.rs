@@ -287,8 +287,11 @@ impl WebhookTarget {
 
     /// Reloads the client certificate and key from their files now (e.g. on SIGHUP). New
     /// connections use the new pair. On error the previous pair stays in use.
-    pub fn reload_client_cert(&self) -> Result<(), String> {
-        reload_cert(&self.shared)
+    pub fn reload_client_cert(&self) -> Result<(), Error> {
+        reload_cert(&self.shared).map_err(|reason| Error::Certificate {
+            target: self.shared.name.clone(),
+            reason,
+        })
     }
 
     /// Makes `next` the replacement of this target: once this target is closed, entries
