@@ -17,7 +17,7 @@
 //! restarts and are adopted by the next target of the same name.
 
 mod client;
-pub(crate) mod config;
+pub mod config;
 mod store;
 
 use std::any::Any;
