@@ -1,0 +1,44 @@
+//! Test support (S1): quiet subscribers for unit and integration tests.
+
+use std::sync::Once;
+
+/// The filter directive tests use: `RUST_LOG` when set (and valid), else `error`.
+pub fn test_filter_directive(rust_log: Option<&str>) -> String {
+    match rust_log {
+        Some(v) if tracing_subscriber::EnvFilter::try_new(v).is_ok() => v.to_string(),
+        _ => "error".to_string(),
+    }
+}
+
+/// Installs, once per process, a global `fmt` subscriber for tests: ERROR level unless
+/// `RUST_LOG` is set, writing through the test harness's capture.
+pub fn init_test_subscriber() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let directive = test_filter_directive(std::env::var("RUST_LOG").ok().as_deref());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_default_to_error_level() {
+        assert_eq!(test_filter_directive(None), "error");
+        assert_eq!(test_filter_directive(Some("debug")), "debug");
+        assert_eq!(
+            test_filter_directive(Some("nodegrid_log=info")),
+            "nodegrid_log=info"
+        );
+        let f = tracing_subscriber::EnvFilter::new(test_filter_directive(None));
+        assert_eq!(
+            f.max_level_hint(),
+            Some(tracing_subscriber::filter::LevelFilter::ERROR)
+        );
+    }
+}

@@ -1,0 +1,486 @@
+//! Configuration of one webhook target (LOGGING.md §2.3, §5.2), built with
+//! [`WebhookConfig::builder`]. Validation happens in [`WebhookConfigBuilder::build`], so a
+//! [`WebhookConfig`] is always valid.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Default in-memory queue capacity (entries); also the disk-queue file limit.
+pub const DEFAULT_QUEUE_SIZE: usize = 100_000;
+/// Default entries per request.
+pub const DEFAULT_BATCH_SIZE: usize = 1;
+/// Default and fallback sleep between attempts.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(3);
+/// Largest allowed retry interval.
+pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+/// Default deadline of one HTTP request.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Smallest allowed HTTP deadline (never zero, LOGGING.md §9.9).
+pub const MIN_HTTP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default longest wait of a partial batch (the reference's 1 s tick / flush gap).
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Default poll interval of the client certificate files.
+pub const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// Default scan interval / retry wait of the disk queue replay loop.
+pub const DEFAULT_REPLAY_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Upper bound of an exponential retry wait.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How the wait between attempts grows (LOGGING.md §8.5 `retry_backoff`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetryBackoff {
+    /// Always `retry_interval` (the reference's behaviour; default).
+    #[default]
+    Fixed,
+    /// `retry_interval × 2^retry`, capped at [`MAX_BACKOFF`] (or `retry_interval` if larger),
+    /// with full jitter.
+    Exponential,
+}
+
+impl RetryBackoff {
+    /// The wait before retry number `retry` (0-based) with base `interval`.
+    pub fn wait(self, interval: Duration, retry: u32) -> Duration {
+        match self {
+            RetryBackoff::Fixed => interval,
+            RetryBackoff::Exponential => {
+                let cap = MAX_BACKOFF.max(interval);
+                let d = interval.saturating_mul(1u32 << retry.min(16)).min(cap);
+                // Full jitter from the clock's sub-second nanos: no RNG dependency needed.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|t| t.subsec_nanos())
+                    .unwrap_or(0);
+                let frac = (nanos.wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
+                d.mul_f64(frac).max(Duration::from_millis(10)).min(d)
+            }
+        }
+    }
+}
+
+/// Validated configuration of one webhook target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub(crate) key: String,
+    pub(crate) endpoint: http::Uri,
+    pub(crate) endpoint_text: String,
+    pub(crate) auth_token: String,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
+    pub(crate) queue_size: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) queue_dir: Option<PathBuf>,
+    pub(crate) max_retry: u32,
+    pub(crate) retry_interval: Duration,
+    pub(crate) retry_backoff: RetryBackoff,
+    pub(crate) http_timeout: Duration,
+    pub(crate) flush_interval: Duration,
+    pub(crate) cert_reload_interval: Duration,
+    pub(crate) replay_interval: Duration,
+    pub(crate) ndjson_content_type: bool,
+    pub(crate) comment: String,
+}
+
+impl WebhookConfig {
+    /// Starts a builder for target `key` (the config target name; `_` for the default
+    /// target) posting to `endpoint`.
+    pub fn builder(key: impl Into<String>, endpoint: impl Into<String>) -> WebhookConfigBuilder {
+        WebhookConfigBuilder {
+            key: key.into(),
+            endpoint: endpoint.into(),
+            auth_token: String::new(),
+            client_cert: None,
+            client_key: None,
+            ca_cert: None,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            batch_size: DEFAULT_BATCH_SIZE,
+            queue_dir: None,
+            max_retry: 0,
+            retry_interval: DEFAULT_RETRY_INTERVAL,
+            retry_backoff: RetryBackoff::Fixed,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            cert_reload_interval: DEFAULT_CERT_RELOAD_INTERVAL,
+            replay_interval: DEFAULT_REPLAY_INTERVAL,
+            ndjson_content_type: true,
+            comment: String::new(),
+            key_prefix: String::new(),
+        }
+    }
+
+    /// The config target name (`_` for the default target).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint_text
+    }
+
+    /// Whether a client certificate (mTLS) is configured.
+    pub fn has_client_cert(&self) -> bool {
+        self.client_cert.is_some()
+    }
+
+    /// Queue capacity.
+    pub fn queue_size(&self) -> usize {
+        self.queue_size
+    }
+
+    /// Entries per request.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Disk queue directory, if any.
+    pub fn queue_dir(&self) -> Option<&std::path::Path> {
+        self.queue_dir.as_deref()
+    }
+
+    /// Retries after the first attempt (0 = forever).
+    pub fn max_retry(&self) -> u32 {
+        self.max_retry
+    }
+
+    /// Sleep between attempts.
+    pub fn retry_interval(&self) -> Duration {
+        self.retry_interval
+    }
+
+    /// Deadline of one request.
+    pub fn http_timeout(&self) -> Duration {
+        self.http_timeout
+    }
+
+    /// A view of the configuration with the auth token redacted.
+    pub fn redacted(&self) -> String {
+        format!(
+            "endpoint={} auth_token={} client_cert={} client_key={} batch_size={} queue_size={} queue_dir={} max_retry={} retry_interval={:?} http_timeout={:?}",
+            self.endpoint_text,
+            if self.auth_token.is_empty() { "" } else { "*redacted*" },
+            self.client_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            self.client_key.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            self.batch_size,
+            self.queue_size,
+            self.queue_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            self.max_retry,
+            self.retry_interval,
+            self.http_timeout,
+        )
+    }
+}
+
+/// Builder of a [`WebhookConfig`]. Setters take values as given; [`build`](Self::build)
+/// validates all of them and names the offending key.
+#[derive(Clone, Debug)]
+pub struct WebhookConfigBuilder {
+    key: String,
+    endpoint: String,
+    auth_token: String,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
+    queue_size: usize,
+    batch_size: usize,
+    queue_dir: Option<PathBuf>,
+    max_retry: u32,
+    retry_interval: Duration,
+    retry_backoff: RetryBackoff,
+    http_timeout: Duration,
+    flush_interval: Duration,
+    cert_reload_interval: Duration,
+    replay_interval: Duration,
+    ndjson_content_type: bool,
+    comment: String,
+    key_prefix: String,
+}
+
+impl WebhookConfigBuilder {
+    /// `Authorization` header value, sent verbatim (include the scheme, e.g. `Bearer x`).
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = token.into();
+        self
+    }
+
+    /// PEM client certificate chain and key files for mTLS (both or neither).
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some(cert.into());
+        self.client_key = Some(key.into());
+        self
+    }
+
+    pub(crate) fn client_cert_opt(mut self, cert: Option<PathBuf>, key: Option<PathBuf>) -> Self {
+        self.client_cert = cert;
+        self.client_key = key;
+        self
+    }
+
+    /// Extra PEM CA file trusted for `https` endpoints (in addition to the system roots).
+    pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// In-memory queue capacity (entries) and disk-queue file limit; > 0.
+    pub fn queue_size(mut self, n: usize) -> Self {
+        self.queue_size = n;
+        self
+    }
+
+    /// Entries per request; > 0.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Enables the store-and-forward disk queue in this directory.
+    pub fn queue_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.queue_dir = Some(dir.into());
+        self
+    }
+
+    /// Retries of one batch after the first attempt; 0 = retry forever.
+    pub fn max_retry(mut self, n: u32) -> Self {
+        self.max_retry = n;
+        self
+    }
+
+    /// Fixed sleep between attempts; ≤ 1 min; zero means the default 3 s.
+    pub fn retry_interval(mut self, d: Duration) -> Self {
+        self.retry_interval = d;
+        self
+    }
+
+    /// How the wait between attempts grows (default fixed).
+    pub fn retry_backoff(mut self, b: RetryBackoff) -> Self {
+        self.retry_backoff = b;
+        self
+    }
+
+    /// Deadline of one HTTP request; ≥ 1 s.
+    pub fn http_timeout(mut self, d: Duration) -> Self {
+        self.http_timeout = d;
+        self
+    }
+
+    /// Longest time a partial batch waits before it is sent (default 1 s); > 0.
+    pub fn flush_interval(mut self, d: Duration) -> Self {
+        self.flush_interval = d;
+        self
+    }
+
+    /// Poll interval of the client certificate files (default 10 s); > 0.
+    pub fn cert_reload_interval(mut self, d: Duration) -> Self {
+        self.cert_reload_interval = d;
+        self
+    }
+
+    /// Scan interval and retry wait of the disk-queue replay loop (default 3 s); > 0.
+    pub fn replay_interval(mut self, d: Duration) -> Self {
+        self.replay_interval = d;
+        self
+    }
+
+    /// Whether `Content-Type: application/x-ndjson` is sent for batch_size > 1 (default on;
+    /// turn off for receivers that insist on no header, as the reference sends).
+    pub fn ndjson_content_type(mut self, on: bool) -> Self {
+        self.ndjson_content_type = on;
+        self
+    }
+
+    /// Free text.
+    pub fn comment(mut self, c: impl Into<String>) -> Self {
+        self.comment = c.into();
+        self
+    }
+
+    /// Names keys in errors as `<prefix><KEY>[_<name>]` environment variables.
+    pub(crate) fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    fn key_name(&self, key: &str) -> String {
+        if self.key_prefix.is_empty() {
+            if self.key == "_" {
+                key.to_string()
+            } else {
+                format!("{key} (target {})", self.key)
+            }
+        } else if self.key == "_" {
+            format!("{}{}", self.key_prefix, key.to_ascii_uppercase())
+        } else {
+            format!(
+                "{}{}_{}",
+                self.key_prefix,
+                key.to_ascii_uppercase(),
+                self.key
+            )
+        }
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<WebhookConfig, ConfigError> {
+        let err = |k: &str, r: String| ConfigError::new(self.key_name(k), r);
+        if self.key.is_empty() {
+            return Err(ConfigError::new("name", "target name is empty"));
+        }
+        let endpoint: http::Uri = self
+            .endpoint
+            .parse()
+            .map_err(|e| err("endpoint", format!("`{}` is not a URL: {e}", self.endpoint)))?;
+        match endpoint.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(err(
+                    "endpoint",
+                    format!("`{}` must be an http:// or https:// URL", self.endpoint),
+                ))
+            }
+        }
+        if endpoint.host().map(str::is_empty).unwrap_or(true) {
+            return Err(err("endpoint", format!("`{}` has no host", self.endpoint)));
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => {
+                return Err(err(
+                    "client_key",
+                    "client_cert is set but client_key is not (both or neither)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "client_cert",
+                    "client_key is set but client_cert is not (both or neither)".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.queue_size == 0 {
+            return Err(err("queue_size", "must be > 0".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(err("batch_size", "must be > 0".into()));
+        }
+        let retry_interval = if self.retry_interval.is_zero() {
+            DEFAULT_RETRY_INTERVAL
+        } else {
+            self.retry_interval
+        };
+        if retry_interval > MAX_RETRY_INTERVAL {
+            return Err(err(
+                "retry_interval",
+                format!("{retry_interval:?} is more than the maximum of 1m"),
+            ));
+        }
+        if self.http_timeout < MIN_HTTP_TIMEOUT {
+            return Err(err(
+                "http_timeout",
+                format!("{:?} is less than the minimum of 1s", self.http_timeout),
+            ));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(err("flush_interval", "must be > 0".into()));
+        }
+        if self.cert_reload_interval.is_zero() {
+            return Err(err("cert_reload_interval", "must be > 0".into()));
+        }
+        if self.replay_interval.is_zero() {
+            return Err(err("replay_interval", "must be > 0".into()));
+        }
+        Ok(WebhookConfig {
+            endpoint_text: self.endpoint.clone(),
+            key: self.key,
+            endpoint,
+            auth_token: self.auth_token,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+            ca_cert: self.ca_cert,
+            queue_size: self.queue_size,
+            batch_size: self.batch_size,
+            queue_dir: self.queue_dir,
+            max_retry: self.max_retry,
+            retry_interval,
+            retry_backoff: self.retry_backoff,
+            http_timeout: self.http_timeout,
+            flush_interval: self.flush_interval,
+            cert_reload_interval: self.cert_reload_interval,
+            replay_interval: self.replay_interval,
+            ndjson_content_type: self.ndjson_content_type,
+            comment: self.comment,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = WebhookConfig::builder("_", "http://127.0.0.1:1/x")
+            .build()
+            .expect("valid");
+        assert_eq!(c.queue_size(), 100_000);
+        assert_eq!(c.batch_size(), 1);
+        assert_eq!(c.max_retry(), 0);
+        assert_eq!(c.retry_interval(), Duration::from_secs(3));
+        assert_eq!(c.http_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = WebhookConfig::builder("_", "ftp://x")
+            .build()
+            .expect_err("bad scheme");
+        assert_eq!(e.key, "endpoint");
+        let e = WebhookConfig::builder("s", "http://x")
+            .batch_size(0)
+            .build()
+            .expect_err("zero batch");
+        assert_eq!(e.key, "batch_size (target s)");
+        let e = WebhookConfig::builder("s", "http://x")
+            .env_prefix("NODEGRID_AUDIT_WEBHOOK_")
+            .http_timeout(Duration::from_millis(10))
+            .build()
+            .expect_err("short timeout");
+        assert_eq!(e.key, "NODEGRID_AUDIT_WEBHOOK_HTTP_TIMEOUT_s");
+        let e = WebhookConfig::builder("_", "http://x")
+            .retry_interval(Duration::from_secs(61))
+            .build()
+            .expect_err("long retry");
+        assert_eq!(e.key, "retry_interval");
+        let e = WebhookConfig::builder("_", "http://x")
+            .client_cert_opt(Some("c".into()), None)
+            .build()
+            .expect_err("cert without key");
+        assert_eq!(e.key, "client_key");
+    }
+
+    #[test]
+    fn backoff_waits() {
+        let base = Duration::from_millis(100);
+        assert_eq!(RetryBackoff::Fixed.wait(base, 7), base);
+        for retry in 0..40 {
+            let w = RetryBackoff::Exponential.wait(base, retry);
+            let bound = base.saturating_mul(1u32 << retry.min(16)).min(MAX_BACKOFF);
+            assert!(
+                w <= bound && w >= Duration::from_millis(10),
+                "{retry}: {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redacted_hides_token() {
+        let c = WebhookConfig::builder("_", "http://x")
+            .auth_token("Bearer secret")
+            .build()
+            .expect("valid");
+        assert!(!c.redacted().contains("secret"));
+    }
+}
