@@ -739,7 +739,7 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
             AssertUnwindSafe(async move { handler.call(ctx, input, output).await }).catch_unwind();
         let sleep = async move {
             match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
+                Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
         };
