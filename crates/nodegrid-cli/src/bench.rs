@@ -28,6 +28,10 @@ pub enum Mode {
     StreamBidi,
     /// All grid modes, one after the other.
     All,
+    /// REST: POST `--payload` bytes to the peer's `sink` method per call (streamed).
+    RestUpload,
+    /// REST: GET `--payload` bytes from the peer's `source` method per call (streamed).
+    RestDownload,
 }
 
 impl Mode {
@@ -38,6 +42,8 @@ impl Mode {
             Mode::StreamIn => "stream-in",
             Mode::StreamBidi => "stream-bidi",
             Mode::All => "all",
+            Mode::RestUpload => "rest-upload",
+            Mode::RestDownload => "rest-download",
         }
     }
 }
@@ -113,36 +119,35 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
         .capacity
         .unwrap_or(if external { builtin::ECHO_CAPACITY } else { 64 })
         .max(1);
-    let (nodes, conns) = match (&args.local, &args.hosts) {
-        (Some(local), Some(hosts)) => {
-            let m = cluster::join(local, hosts, &args.creds, capacity).await?;
-            let row: Vec<Option<Connection>> = std::iter::once(None)
-                .chain(m.connections().into_iter().map(Some))
-                .collect();
-            (vec![m], vec![row])
-        }
+    let (cluster, node_count) = match (&args.local, &args.hosts) {
+        (Some(local), Some(hosts)) => (
+            cluster::join(local, hosts, &args.creds, capacity).await?,
+            hosts.len(),
+        ),
         _ => {
             if args.nodes < 2 {
                 bail!("--nodes must be at least 2");
             }
-            let nodes = cluster::start_in_process(args.nodes, args.tls, capacity).await?;
-            let conns = nodes
-                .iter()
-                .map(|m| {
-                    nodes
-                        .iter()
-                        .map(|o| {
-                            (o.local() != m.local())
-                                .then(|| m.connection(o.local()).ok())
-                                .flatten()
-                        })
-                        .collect()
-                })
-                .collect();
-            (nodes, conns)
+            (
+                cluster::start_in_process(args.nodes, args.tls, capacity).await?,
+                args.nodes,
+            )
         }
     };
+    // Grid connections: conns[src][dst] (None on the diagonal; one row when joining).
+    let conns: Vec<Vec<Option<Connection>>> = cluster
+        .nodes
+        .iter()
+        .map(|m| m.connections().into_iter().map(Some).collect())
+        .collect();
     let conns = Arc::new(conns);
+    let rest: Arc<Vec<Vec<nodegrid_rest::RestClient>>> = Arc::new(
+        cluster
+            .rest
+            .iter()
+            .map(|row| row.iter().map(|(_, c)| c.clone()).collect())
+            .collect(),
+    );
     let modes: Vec<Mode> = if args.mode == Mode::All {
         vec![
             Mode::Single,
@@ -155,14 +160,20 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
     };
     let mut all_ok = true;
     for mode in modes {
-        let o = run_mode(&args, mode, conns.clone(), capacity, nodes.len()).await?;
+        let o = run_mode(
+            &args,
+            mode,
+            conns.clone(),
+            rest.clone(),
+            capacity,
+            node_count,
+        )
+        .await?;
         let (_, errors) = o.run.totals();
         all_ok &= errors == 0;
         report(&args, &o);
     }
-    for n in &nodes {
-        n.shutdown();
-    }
+    cluster.shutdown();
     Ok(all_ok)
 }
 
@@ -207,6 +218,7 @@ async fn run_mode(
     args: &BenchArgs,
     mode: Mode,
     conns: Arc<Vec<Vec<Option<Connection>>>>,
+    rest: Arc<Vec<Vec<nodegrid_rest::RestClient>>>,
     capacity: usize,
     nodes: usize,
 ) -> Result<Outcome> {
@@ -214,15 +226,35 @@ async fn run_mode(
     let duration = Duration::from_secs_f64(args.duration);
     let run = Run::new(warmup, duration);
     let bar = progress(args, run.clone(), mode.name());
-    let body = Bytes::from(vec![0xa5u8; args.payload]);
+    // REST modes stream their bodies; `body` only carries the size there.
+    let body = if matches!(mode, Mode::RestUpload | Mode::RestDownload) {
+        Bytes::from(vec![0u8; 0]).slice(..0)
+    } else {
+        Bytes::from(vec![0xa5u8; args.payload])
+    };
+    let rest_size = args.payload as u64;
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
-        let (run, conns, body) = (run.clone(), conns.clone(), body.clone());
+        let (run, conns, rest, body) = (run.clone(), conns.clone(), rest.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(w as u64 * 7919 + 1);
             let mut h = new_hist();
             let mut errors = Vec::new();
             while !run.done() {
+                if matches!(mode, Mode::RestUpload | Mode::RestDownload) {
+                    let row = &rest[rng.gen_range(0..rest.len())];
+                    if row.is_empty() {
+                        break;
+                    }
+                    let c = &row[rng.gen_range(0..row.len())];
+                    if let Err(e) = rest_call(&run, &mut h, c, mode, rest_size).await {
+                        if errors.len() < 3 {
+                            errors.push(format!("{}: {e}", c.peer()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    continue;
+                }
                 let Some(c) = pick(&mut rng, &conns) else {
                     break;
                 };
@@ -231,11 +263,11 @@ async fn run_mode(
                     Mode::StreamOut => stream_out(&run, &mut h, &c, &body, capacity).await,
                     Mode::StreamIn => stream_in(&run, &mut h, &c, &body, capacity).await,
                     Mode::StreamBidi => stream_bidi(&run, &mut h, &c, &body, capacity).await,
-                    Mode::All => Ok(()),
+                    Mode::All | Mode::RestUpload | Mode::RestDownload => Ok(()),
                 };
                 if let Err(e) = r {
                     if errors.len() < 3 {
-                        errors.push(format!("{} -> {}: {e}", c.remote(), e));
+                        errors.push(format!("{}: {e}", c.remote()));
                     }
                     // Do not spin on a dead peer.
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -274,6 +306,53 @@ async fn run_mode(
         baseline,
         nodes,
     })
+}
+
+async fn rest_call(
+    run: &Run,
+    h: &mut Histogram<u64>,
+    c: &nodegrid_rest::RestClient,
+    mode: Mode,
+    size: u64,
+) -> Result<(), nodegrid_rest::RestError> {
+    let t0 = Instant::now();
+    let r = async {
+        if mode == Mode::RestUpload {
+            let body =
+                nodegrid_rest::RequestBody::from_stream(nodegrid_rest::builtin::repeat_bytes(size));
+            let resp = c.call("sink", &[], body).await?;
+            let got = resp.bytes(64).await?;
+            if got != size.to_string().as_bytes() {
+                return Err(nodegrid_rest::RestError::InvalidRequest {
+                    peer: c.peer().to_string(),
+                    reason: format!(
+                        "sink answered {:?}, expected {size}",
+                        String::from_utf8_lossy(&got)
+                    ),
+                });
+            }
+        } else {
+            let s = size.to_string();
+            let resp = c
+                .call(
+                    "source",
+                    &[("size", s.as_str())],
+                    nodegrid_rest::RequestBody::empty(),
+                )
+                .await?;
+            let n = resp.into_body().drain().await?;
+            if n != size {
+                return Err(nodegrid_rest::RestError::InvalidRequest {
+                    peer: c.peer().to_string(),
+                    reason: format!("source sent {n} bytes, expected {size}"),
+                });
+            }
+        }
+        Ok(())
+    }
+    .await;
+    run.record(h, t0, r.is_ok());
+    r
 }
 
 async fn single_call(

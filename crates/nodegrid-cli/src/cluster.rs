@@ -94,8 +94,62 @@ pub fn self_signed_tls() -> Result<TlsConfig> {
     Ok(TlsConfig::from_configs(client, server))
 }
 
+/// Serves a node on `listener`: the grid's upgrade endpoint and the REST methods (with the
+/// built-in `sink` and `source`) on the same port, plain or TLS.
+pub fn serve_node(
+    m: &Manager,
+    auth: &Auth,
+    listener: TcpListener,
+    tls: Option<&TlsConfig>,
+) -> Result<nodegrid_rest::ServerHandle> {
+    let rest = nodegrid_rest::RestServer::builder(auth.clone())
+        .with_builtins()
+        .build()
+        .context("REST server configuration")?;
+    let app = m.router().merge(rest.router());
+    Ok(nodegrid_rest::serve(
+        listener,
+        app,
+        tls.map(|t| t.server_config()),
+    )?)
+}
+
+/// A REST client for every peer of `m`, keyed by host string.
+pub fn rest_clients(
+    m: &Manager,
+    auth: &Auth,
+    tls: Option<&TlsConfig>,
+) -> Result<Vec<(String, nodegrid_rest::RestClient)>> {
+    let mut v = Vec::new();
+    for c in m.connections() {
+        let mut b = nodegrid_rest::RestClient::builder(c.remote(), auth.clone());
+        if let Some(t) = tls {
+            b = b.tls(nodegrid_rest::ClientTls::from_config(
+                (*t.client_config()).clone(),
+            ));
+        }
+        v.push((c.remote().to_string(), b.build().context("REST client")?));
+    }
+    Ok(v)
+}
+
+/// A running in-process cluster: the managers, their servers, and REST clients between them.
+pub struct Cluster {
+    pub nodes: Vec<Manager>,
+    pub rest: Vec<Vec<(String, nodegrid_rest::RestClient)>>,
+    _servers: Vec<nodegrid_rest::ServerHandle>,
+}
+
+impl Cluster {
+    pub fn shutdown(&self) {
+        for n in &self.nodes {
+            n.shutdown();
+        }
+    }
+}
+
 /// Starts `n` nodes in this process on 127.0.0.1 and waits until all pairs are connected.
-pub async fn start_in_process(n: usize, tls: bool, capacity: usize) -> Result<Vec<Manager>> {
+pub async fn start_in_process(n: usize, tls: bool, capacity: usize) -> Result<Cluster> {
     let scheme = if tls { "https" } else { "http" };
     let mut listeners = Vec::new();
     let mut hosts = Vec::new();
@@ -107,6 +161,8 @@ pub async fn start_in_process(n: usize, tls: bool, capacity: usize) -> Result<Ve
     let tls_cfg = if tls { Some(self_signed_tls()?) } else { None };
     let auth = Auth::shared_token(format!("bench-{}", rand::random::<u64>()));
     let mut nodes = Vec::new();
+    let mut servers = Vec::new();
+    let mut rest = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let mut b = Manager::builder(hosts[i].clone(), hosts.clone())
             .auth(auth.clone())
@@ -116,8 +172,8 @@ pub async fn start_in_process(n: usize, tls: bool, capacity: usize) -> Result<Ve
         }
         let m = b.build()?;
         builtin::register(&m, capacity)?;
-        let m2 = m.clone();
-        tokio::spawn(async move { m2.serve(l).await });
+        servers.push(serve_node(&m, &auth, l, tls_cfg.as_ref())?);
+        rest.push(rest_clients(&m, &auth, tls_cfg.as_ref())?);
         nodes.push(m);
     }
     let wait = Duration::from_secs(30 + n as u64);
@@ -126,7 +182,11 @@ pub async fn start_in_process(n: usize, tls: bool, capacity: usize) -> Result<Ve
             format!("in-process node {} did not connect to all peers", m.local())
         })?;
     }
-    Ok(nodes)
+    Ok(Cluster {
+        nodes,
+        rest,
+        _servers: servers,
+    })
 }
 
 /// Starts this process as one node of a running cluster (for `bench --local`).
@@ -135,12 +195,14 @@ pub async fn join(
     hosts: &[String],
     creds: &Credentials,
     capacity: usize,
-) -> Result<Manager> {
+) -> Result<Cluster> {
+    let auth = creds.auth()?;
+    let tls = creds.tls()?;
     let mut b = Manager::builder(local, hosts.iter().cloned())
-        .auth(creds.auth()?)
+        .auth(auth.clone())
         .route(creds.route.clone());
-    if let Some(t) = creds.tls()? {
-        b = b.tls(t);
+    if let Some(t) = &tls {
+        b = b.tls(t.clone());
     }
     let m = b.build()?;
     builtin::register(&m, capacity)?;
@@ -148,10 +210,14 @@ pub async fn join(
     let l = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    let m2 = m.clone();
-    tokio::spawn(async move { m2.serve(l).await });
+    let server = serve_node(&m, &auth, l, tls.as_ref())?;
+    let rest = rest_clients(&m, &auth, tls.as_ref())?;
     if let Err(e) = m.wait_all_connected(Duration::from_secs(30)).await {
         eprintln!("warning: not all peers connected within 30 s ({e}); measuring anyway");
     }
-    Ok(m)
+    Ok(Cluster {
+        nodes: vec![m],
+        rest: vec![rest],
+        _servers: vec![server],
+    })
 }

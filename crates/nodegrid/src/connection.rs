@@ -42,6 +42,7 @@ pub(crate) struct Common {
     pub shutdown: CancellationToken,
     pub local_tls: bool,
     pub handshake_permits: Arc<Semaphore>,
+    pub observer: Option<crate::observe::Observer>,
     session_ids: AtomicU64,
 }
 
@@ -55,6 +56,7 @@ impl Common {
         cfg: GridConfig,
         dialer: Arc<dyn Dialer>,
         local_tls: bool,
+        observer: Option<crate::observe::Observer>,
     ) -> Common {
         let permits = Arc::new(Semaphore::new(cfg.max_pending_handshakes));
         Common {
@@ -69,6 +71,7 @@ impl Common {
             shutdown: CancellationToken::new(),
             local_tls,
             handshake_permits: permits,
+            observer,
             session_ids: AtomicU64::new(1),
         }
     }

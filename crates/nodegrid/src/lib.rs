@@ -33,6 +33,7 @@ mod connection;
 mod error;
 pub mod handler;
 mod manager;
+pub mod observe;
 pub(crate) mod proto;
 pub mod stats;
 mod stream;

@@ -88,6 +88,7 @@ pub struct ManagerBuilder {
     tls: Option<TlsConfig>,
     cfg: GridConfig,
     dialer: Option<Arc<dyn Dialer>>,
+    observer: Option<crate::observe::Observer>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -128,6 +129,16 @@ impl ManagerBuilder {
     /// A custom dialer (in-memory or simulated networks in tests).
     pub fn dialer(mut self, d: impl Dialer) -> Self {
         self.dialer = Some(Arc::new(d));
+        self
+    }
+
+    /// Calls `f` for every completed incoming call (single or stream), e.g. to write an audit
+    /// log. `f` runs on the grid's tasks: keep it quick and non-blocking.
+    pub fn observe_calls(
+        mut self,
+        f: impl Fn(&crate::observe::CallRecord<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(f));
         self
     }
 
@@ -177,6 +188,7 @@ impl ManagerBuilder {
             self.cfg,
             dialer,
             local_tls,
+            self.observer,
         ));
         let mut conns = HashMap::new();
         for h in &self.hosts {
@@ -255,6 +267,7 @@ impl Manager {
             tls: None,
             cfg: GridConfig::default(),
             dialer: None,
+            observer: None,
         }
     }
 

@@ -733,6 +733,8 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
     let output = StreamOutput { s: s.clone() };
     let sess = sess.clone();
     let mux = m.mux_id;
+    let (handler_id, subroute, initial_len) =
+        (m.handler, entry.subroute.clone(), m.payload.len() as u64);
     tokio::spawn(async move {
         let handler = entry.handler;
         let fut =
@@ -771,6 +773,7 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
             s.abort();
             let _ = tokio::time::timeout(crate::transport::session::HANDLER_GRACE, &mut fut).await;
         }
+        let outcome = res.clone();
         if let (true, Some(res)) = (finished, res) {
             // Wait for one more token before the final message, as the reference does.
             let s2 = s.clone();
@@ -780,6 +783,29 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
                 let fin = g.st.final_msg(res);
                 sess.send_control(fin);
             }
+        }
+        if let Some(obs) = &sess.conn.common.observer {
+            let g = s.inner.lock();
+            let d = now.elapsed();
+            obs(&crate::observe::CallRecord {
+                kind: crate::observe::CallKind::Stream,
+                handler: handler_id,
+                subroute: subroute.as_deref(),
+                caller: &sess.conn.remote,
+                time_to_first_byte: g
+                    .st
+                    .first_output
+                    .map(|t| t.duration_since(now))
+                    .unwrap_or(d),
+                duration: d,
+                bytes_in: initial_len + g.st.bytes_in,
+                bytes_out: g.st.bytes_out,
+                outcome: match (&outcome, finished) {
+                    (Some(Ok(())), true) => crate::observe::CallOutcome::Ok,
+                    (Some(Err(t)), _) => crate::observe::CallOutcome::RemoteError(t.clone()),
+                    _ => crate::observe::CallOutcome::Cancelled,
+                },
+            });
         }
         forget_incoming(&sess, mux, None);
         s.abort();

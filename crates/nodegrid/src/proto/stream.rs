@@ -246,6 +246,12 @@ pub(crate) struct CalleeState {
     pub last_ping: Instant,
     /// Largest number of buffered input items ever held.
     pub max_buffered: usize,
+    /// Payload bytes received (input items).
+    pub bytes_in: u64,
+    /// Payload bytes sent (output items).
+    pub bytes_out: u64,
+    /// When the first output item was sent.
+    pub first_output: Option<Instant>,
 }
 
 impl CalleeState {
@@ -272,6 +278,9 @@ impl CalleeState {
             input_closed: input_eof || in_capacity == 0,
             last_ping: now,
             max_buffered: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            first_output: None,
         }
     }
 
@@ -341,6 +350,8 @@ impl CalleeState {
             return None;
         }
         self.tokens -= 1;
+        self.bytes_out += payload.len() as u64;
+        self.first_output.get_or_insert_with(Instant::now);
         let mut m = numbered(Op::MuxServerMsg, self.mux_id, &mut self.send_seq, self.base);
         m.set_payload(Some(payload.clone()));
         Some(m)

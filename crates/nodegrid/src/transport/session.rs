@@ -402,6 +402,8 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         Err(InsertError::Closed) => return,
     }
     sess.running.fetch_add(1, Ordering::Relaxed);
+    let received = Instant::now();
+    let bytes_in = m.payload.len() as u64;
     let deadline =
         (m.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(m.deadline_ms as u64));
     let req = Request {
@@ -411,7 +413,14 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         deadline,
         cancel: token.clone(),
     };
-    let (mux_id, seq) = (m.mux_id, m.seq);
+    let info = SingleInfo {
+        mux_id: m.mux_id,
+        seq: m.seq,
+        handler: m.handler,
+        subroute: entry.subroute.clone(),
+        received,
+        bytes_in,
+    };
     let handler = entry.handler;
     let mut fut = Box::pin(AssertUnwindSafe(async move { handler.call(req).await }).catch_unwind());
     // Fast path: poll once on the reader. A handler that completes without waiting (an echo,
@@ -419,7 +428,7 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
     // wake-up. A handler that waits continues in its own task, which polls it again first.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-        finish_single(sess, mux_id, seq, Some(single_result(r)));
+        finish_single(sess, &info, Some(single_result(r)));
         return;
     }
     let sess = sess.clone();
@@ -446,7 +455,7 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
             // not forever.
             let _ = tokio::time::timeout(HANDLER_GRACE, &mut fut).await;
         }
-        finish_single(&sess, mux_id, seq, res);
+        finish_single(&sess, &info, res);
     });
 }
 
@@ -462,18 +471,45 @@ fn single_result(
     }
 }
 
-/// Sends a single handler's result, unless the call was cancelled meanwhile.
-fn finish_single(
-    sess: &Arc<Session>,
+/// What `finish_single` needs to know about a request.
+struct SingleInfo {
     mux_id: MuxId,
     seq: u32,
-    res: Option<Result<Bytes, RemoteError>>,
-) {
+    handler: u8,
+    subroute: Option<Arc<str>>,
+    received: Instant,
+    bytes_in: u64,
+}
+
+/// Sends a single handler's result, unless the call was cancelled meanwhile.
+fn finish_single(sess: &Arc<Session>, info: &SingleInfo, res: Option<Result<Bytes, RemoteError>>) {
     sess.running.fetch_sub(1, Ordering::Relaxed);
-    let still_wanted = sess.incoming_singles.remove(mux_id).is_some();
+    let still_wanted = sess.incoming_singles.remove(info.mux_id).is_some();
+    if let Some(obs) = &sess.conn.common.observer {
+        let (outcome, bytes_out) = match (&res, still_wanted) {
+            (Some(Ok(b)), true) => (crate::observe::CallOutcome::Ok, b.len() as u64),
+            (Some(Err(e)), true) => (
+                crate::observe::CallOutcome::RemoteError(e.0.clone()),
+                e.0.len() as u64,
+            ),
+            _ => (crate::observe::CallOutcome::Cancelled, 0),
+        };
+        let d = info.received.elapsed();
+        obs(&crate::observe::CallRecord {
+            kind: crate::observe::CallKind::Single,
+            handler: info.handler,
+            subroute: info.subroute.as_deref(),
+            caller: &sess.conn.remote,
+            time_to_first_byte: d,
+            duration: d,
+            bytes_in: info.bytes_in,
+            bytes_out,
+            outcome,
+        });
+    }
     if let (Some(res), true) = (res, still_wanted) {
-        let mut r = Message::new(Op::Response, mux_id);
-        r.seq = seq;
+        let mut r = Message::new(Op::Response, info.mux_id);
+        r.seq = info.seq;
         r.flags = sess.base_flags | Flags::EOF;
         match res {
             Ok(b) => r.set_payload(Some(b)),

@@ -151,6 +151,17 @@ impl TlsConfig {
         Ok(())
     }
 
+    /// The client configuration in force (for other clients of the node, e.g. its REST
+    /// client, to present the same certificate and trust the same CA).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.client.load_full()
+    }
+
+    /// The server configuration in force (for serving other routes on the same port).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.load_full()
+    }
+
     pub(crate) async fn connect(&self, hostname: &str, tcp: TcpStream) -> io::Result<IoHalves> {
         let name = ServerName::try_from(hostname.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
