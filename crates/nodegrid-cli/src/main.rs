@@ -36,17 +36,13 @@ enum Command {
 /// Exit code for bad input or any other failure (the same code clap uses for usage errors).
 const EXIT_FAILURE: u8 = 2;
 
-fn init_logging(json: bool, default: &str) {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt()
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn runtime<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, String> {
@@ -62,7 +58,7 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(a) => {
-            init_logging(false, "warn");
+            init_logging("warn");
             runtime(bench::run(a)).map(|ok| {
                 if ok {
                     ExitCode::SUCCESS
@@ -71,10 +67,7 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Command::Node(a) => {
-            init_logging(a.log_json, "info");
-            runtime(node::run(a)).map(|_| ExitCode::SUCCESS)
-        }
+        Command::Node(a) => runtime(node::run(a)).map(|_| ExitCode::SUCCESS),
     };
     match res {
         Ok(code) => code,

@@ -1,11 +1,22 @@
-//! `nodegrid node`: one node as its own process, serving the built-in handlers.
+//! `nodegrid node`: one node as its own process. It serves the grid and the REST methods on one
+//! port, the built-in handlers, and its log and audit trail through `nodegrid-log` (configured
+//! from `NODEGRID_*` environment variables, LOGGING.md §5).
 
 use crate::builtin;
-use crate::cluster::{listen_addr, Credentials};
+use crate::cluster::{listen_addr, rest_clients, serve_node, Credentials};
 use anyhow::{Context, Result};
+use nodegrid::observe::{CallKind, CallOutcome, CallRecord};
 use nodegrid::Manager;
+use nodegrid_log::{
+    AuditEntry, CallResult, ConsoleMode, ConsoleTarget, GridCall, LoggingConfig, Registry,
+};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing_subscriber::prelude::*;
+
+/// How long shutdown may take to flush queued log and audit entries.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of `nodegrid node`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,19 +33,69 @@ pub struct NodeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
-    /// Print the per-peer statistics every SECS seconds (0 = never).
+    /// Print the per-peer statistics (grid and REST) as JSON every SECS seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     pub stats_interval: u64,
     #[command(flatten)]
     pub creds: Credentials,
 }
 
+fn audit_record(r: &CallRecord<'_>) -> AuditEntry {
+    let name = format!(
+        "grid.{}.{}",
+        match r.kind {
+            CallKind::Single => "single",
+            CallKind::Stream => "stream",
+        },
+        r.handler
+    );
+    AuditEntry::grid_call(&GridCall {
+        handler: &name,
+        subroute: r.subroute.unwrap_or(""),
+        caller: r.caller,
+        time_to_first_byte: r.time_to_first_byte,
+        duration: r.duration,
+        bytes_in: r.bytes_in as i64,
+        bytes_out: r.bytes_out as i64,
+        result: match &r.outcome {
+            CallOutcome::Ok => CallResult::Ok,
+            CallOutcome::RemoteError(t) => CallResult::RemoteError(t.clone()),
+            CallOutcome::Cancelled => CallResult::Cancelled,
+        },
+    })
+}
+
+/// Sets up logging: the console (text, or JSON with `--log-json`) and any logger or audit
+/// webhooks configured in the environment.
+pub fn init_logging(json: bool) -> Result<Arc<Registry>> {
+    let mut cfg = LoggingConfig::from_env().context("logging configuration")?;
+    if json {
+        cfg.console_mode = ConsoleMode::Json;
+    }
+    let registry = Registry::from_config(&cfg, ConsoleTarget::stderr(cfg.console_mode))
+        .context("logging configuration")?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(registry.layer().with_filter(filter))
+        .try_init();
+    Ok(registry)
+}
+
 pub async fn run(args: NodeArgs) -> Result<()> {
+    let registry = init_logging(args.log_json)?;
+    let audit = registry.audit();
+    let auth = args.creds.auth()?;
+    let tls = args.creds.tls()?;
     let mut b = Manager::builder(args.local.clone(), args.hosts.clone())
-        .auth(args.creds.auth()?)
+        .auth(auth.clone())
         .route(args.creds.route.clone());
-    if let Some(t) = args.creds.tls()? {
-        b = b.tls(t);
+    if let Some(t) = &tls {
+        b = b.tls(t.clone());
+    }
+    if audit.is_enabled() {
+        let audit = audit.clone();
+        b = b.observe_calls(move |r| audit.log(audit_record(r)));
     }
     let m = b.build().context("invalid cluster configuration")?;
     builtin::register(&m, builtin::ECHO_CAPACITY)?;
@@ -45,13 +106,19 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     let listener = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
+    let server = serve_node(&m, &auth, listener, tls.as_ref())?;
+    let rest = rest_clients(&m, &auth, tls.as_ref())?;
     tracing::info!(local = %args.local, listen = %addr, peers = args.hosts.len() - 1, "node started");
     for c in m.connections() {
         let mut rx = c.watch_state();
         tokio::spawn(async move {
             loop {
                 let s = rx.borrow_and_update().clone();
-                tracing::info!(peer = %c.remote(), state = %s, "peer state");
+                if s.is_connected() {
+                    tracing::info!(peer = %c.remote(), state = %s, "peer state");
+                } else {
+                    tracing::warn!(peer = %c.remote(), state = %s, "peer state");
+                }
                 if rx.changed().await.is_err() {
                     return;
                 }
@@ -60,27 +127,39 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     }
     if args.stats_interval > 0 {
         let m2 = m.clone();
+        let rest = rest.clone();
         let every = Duration::from_secs(args.stats_interval);
         tokio::spawn(async move {
             let mut t = tokio::time::interval(every);
             t.tick().await;
             loop {
                 t.tick().await;
-                match serde_json::to_string(&m2.stats()) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => tracing::error!("stats: {e}"),
-                }
+                let rest_stats: serde_json::Map<String, serde_json::Value> = rest
+                    .iter()
+                    .map(|(h, c)| {
+                        (
+                            h.clone(),
+                            serde_json::to_value(c.stats()).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let v = serde_json::json!({"grid": m2.stats(), "rest": rest_stats});
+                println!("{v}");
             }
         });
     }
-    let serve = {
-        let m = m.clone();
-        tokio::spawn(async move { m.serve(listener).await })
-    };
     shutdown_signal().await;
+    // Stop accepting and end every call, then flush the log and audit queues.
     tracing::info!("shutting down");
     m.shutdown();
-    let _ = tokio::time::timeout(Duration::from_secs(5), serve).await;
+    server.abort();
+    let report = registry.shutdown(LOG_FLUSH_TIMEOUT).await;
+    if report.dropped > 0 || report.persisted > 0 {
+        eprintln!(
+            "log shutdown: {} delivered, {} persisted to queue_dir, {} not delivered",
+            report.delivered, report.persisted, report.dropped
+        );
+    }
     Ok(())
 }
 
