@@ -9,7 +9,7 @@ use crate::proto::state::ConnState;
 use crate::stats::{ConnCounters, ConnectionStats, ErrorCounts};
 use crate::stream::{StreamCall, StreamOptions};
 use crate::transport::handshake::{self, DialError};
-use crate::transport::session::{next_mux_id, Outgoing, Session};
+use crate::transport::session::{next_mux_id, Outgoing, Session, EXACT_DEADLINE_LIMIT};
 use crate::transport::ws::{FrameDecoder, Role};
 use crate::transport::{Dialer, Target};
 use crate::wire::{
@@ -428,9 +428,12 @@ impl Connection {
         let deadline = Instant::now() + timeout;
         let sess = self.inner.current()?;
         let mux = self.inner.next_mux();
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
+        // Long deadlines are enforced by the session's sweep, short ones by an exact timer:
+        // no timer registration per call for the common 60 s default.
+        let exact = timeout <= EXACT_DEADLINE_LIMIT;
         sess.outgoing
-            .insert(mux, Outgoing::Single(tx))
+            .insert(mux, Outgoing::Single(tx, (!exact).then_some(deadline)))
             .map_err(|_| Error::Disconnected)?;
         sess.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut guard = SingleGuard {
@@ -446,21 +449,31 @@ impl Connection {
         // An empty request is sent as "no payload" (ZERO never set by the caller, §3.7).
         m.payload = payload.unwrap_or_default();
         m.subroute = subroute.map(|s| SubrouteId::new(handler, s));
-        let res = tokio::time::timeout_at(deadline, async {
-            sess.out
-                .push_wait(m)
-                .await
-                .map_err(|_| Error::Disconnected)?;
-            rx.await.map_err(|_| Error::Disconnected)?
-        })
-        .await;
-        match res {
-            Ok(r) => {
-                guard.done = true;
-                r
+        let wait = async {
+            {
+                // Queueing may wait for space; the sweep or a disconnect can end the call
+                // meanwhile.
+                let queued = sess.out.push_wait(m);
+                tokio::pin!(queued);
+                tokio::select! {
+                    biased;
+                    r = &mut rx => return r.map_err(|_| Error::Disconnected)?,
+                    q = &mut queued => q.map_err(|_| Error::Disconnected)?,
+                }
             }
-            Err(_) => Err(Error::DeadlineExceeded),
-        }
+            rx.await.map_err(|_| Error::Disconnected)?
+        };
+        let res = if exact {
+            match tokio::time::timeout_at(deadline, wait).await {
+                Ok(r) => r,
+                Err(_) => return Err(Error::DeadlineExceeded),
+            }
+        } else {
+            wait.await
+        };
+        // Answered, failed or expired by the session: the entry is gone, nothing to cancel.
+        guard.done = true;
+        res
     }
 
     /// The peer manager's instance ID from the last handshake, if connected.

@@ -100,7 +100,7 @@ fn abort_outgoing(sess: &Arc<Session>, s: &Arc<ClientStream>, e: Error) {
 fn outgoing_stream(sess: &Session, mux: u64) -> Option<Arc<ClientStream>> {
     sess.outgoing.with(mux, |o| match o {
         Outgoing::Stream(s) => Some(s.clone()),
-        Outgoing::Single(_) => None,
+        Outgoing::Single(..) => None,
     })?
 }
 

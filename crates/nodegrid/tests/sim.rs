@@ -465,3 +465,27 @@ async fn cancelling_a_stream_never_kills_the_peers_call_with_the_same_mux_id() {
     c.assert_no_muxes().await;
     c.shutdown();
 }
+
+#[tokio::test(start_paused = true)]
+async fn long_deadlines_expire_through_the_session_sweep() {
+    let (_net, c, _) = mem_cluster(2, GridConfig::default()).await;
+    let a = c.conn(0, 1);
+    let t0 = Instant::now();
+    let e = a
+        .call(
+            BLOCK,
+            None,
+            nodegrid::CallOptions::new().timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert_eq!(e, Error::DeadlineExceeded);
+    assert!(
+        took >= Duration::from_secs(5) && took <= Duration::from_millis(5_200),
+        "expired after {took:?}"
+    );
+    // The sweep also told the callee, whose handler was cancelled and forgotten.
+    c.assert_no_muxes().await;
+    c.shutdown();
+}

@@ -107,6 +107,29 @@ impl<V> MuxTable<V> {
         out
     }
 
+    /// Removes and returns every entry for which `pred` holds (one shard locked at a time).
+    pub(crate) fn take_if(&self, mut pred: impl FnMut(&V) -> bool) -> Vec<(MuxId, V)> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            let mut s = s.lock();
+            if s.map.is_empty() {
+                continue;
+            }
+            let ids: Vec<MuxId> = s
+                .map
+                .iter()
+                .filter(|(_, v)| pred(v))
+                .map(|(k, _)| *k)
+                .collect();
+            for id in ids {
+                if let Some(v) = s.map.remove(&id) {
+                    out.push((id, v));
+                }
+            }
+        }
+        out
+    }
+
     /// Calls `f` on every entry (one shard locked at a time).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
         for s in &self.shards {

@@ -11,7 +11,7 @@ use super::{BoxRead, BoxWrite, IoHalves};
 use crate::connection::ConnShared;
 use crate::error::{Error, RemoteError};
 use crate::handler::{invalid_handler_text, Request};
-use crate::proto::muxtable::{InsertError, MuxTable};
+use crate::proto::muxtable::MuxTable;
 use crate::stats::ConnCounters;
 use crate::stream::{self, ClientStream, ServerStream};
 use crate::wire::{
@@ -34,6 +34,29 @@ use tokio_util::sync::CancellationToken;
 /// How long a cancelled handler may keep running to observe its cancellation token before
 /// it is dropped.
 pub(crate) const HANDLER_GRACE: Duration = Duration::from_secs(1);
+/// How often a session expires single requests with long deadlines. Calls with a deadline of
+/// at most [`EXACT_DEADLINE_LIMIT`] get an exact timer instead; the others (60 s by default)
+/// end within this much of their deadline, without a timer per call.
+pub(crate) const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
+/// Deadlines up to this use an exact per-call timer.
+pub(crate) const EXACT_DEADLINE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Fails the single requests whose deadline passed (sweep for long deadlines).
+fn expire_singles(sess: &Arc<Session>) {
+    let now = Instant::now();
+    let expired = sess
+        .outgoing
+        .take_if(|o| matches!(o, Outgoing::Single(_, Some(d)) if *d <= now));
+    for (mux, o) in expired {
+        if let Outgoing::Single(tx, _) = o {
+            let _ = tx.send(Err(Error::DeadlineExceeded));
+        }
+        let mut m = Message::new(Op::DisconnectServerMux, mux);
+        m.flags = sess.base_flags;
+        sess.send_control(m);
+    }
+}
+
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 /// A write buffer that grew beyond this is released after use (§8 "Buffers").
@@ -41,8 +64,13 @@ const MAX_KEPT_WRITE_BUF: usize = 256 * 1024;
 
 /// What a caller waits on.
 pub(crate) enum Outgoing {
-    /// A single request: completed once with the response or an error.
-    Single(oneshot::Sender<Result<Option<Bytes>, Error>>),
+    /// A single request: completed once with the response or an error. The instant, if
+    /// any, is the call's deadline, enforced by the session's sweep (long deadlines only; short
+    /// ones use an exact timer in the caller).
+    Single(
+        oneshot::Sender<Result<Option<Bytes>, Error>>,
+        Option<Instant>,
+    ),
     /// A stream opened by this node.
     Stream(Arc<ClientStream>),
 }
@@ -128,7 +156,7 @@ impl Session {
         self.out.close();
         for o in self.outgoing.close_and_drain() {
             match o {
-                Outgoing::Single(tx) => {
+                Outgoing::Single(tx, _) => {
                     let _ = tx.send(Err(Error::Disconnected));
                 }
                 Outgoing::Stream(s) => s.fail_local(Error::Disconnected),
@@ -313,7 +341,7 @@ fn conn_pong(sess: &Arc<Session>, m: Message) {
 
 fn caller_response(sess: &Arc<Session>, m: Message) {
     match sess.outgoing.remove(m.mux_id) {
-        Some(Outgoing::Single(tx)) => {
+        Some(Outgoing::Single(tx, _)) => {
             let r = if m.seq != 0 {
                 Err(Error::OutOfSequence)
             } else if m.flags.contains(Flags::ERR) {
@@ -348,7 +376,7 @@ fn caller_failed(sess: &Arc<Session>, m: Message) {
         Error::Disconnected
     };
     match sess.outgoing.remove(m.mux_id) {
-        Some(Outgoing::Single(tx)) => {
+        Some(Outgoing::Single(tx, _)) => {
             let _ = tx.send(Err(err));
         }
         Some(Outgoing::Stream(s)) => {
@@ -388,22 +416,17 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         sess.reply_connect_error(&m, "server busy: too many concurrent requests");
         return;
     }
-    // Not a child of the session token: the session's end cancels every entry of
-    // `incoming_singles` itself, and a child token would lock the parent twice per request.
-    let token = CancellationToken::new();
-    match sess.incoming_singles.insert(m.mux_id, token.clone()) {
-        Ok(()) => {}
-        Err(InsertError::Duplicate) => {
-            // The same caller reused a live mux ID: never run it twice (§12.17).
-            ConnCounters::add(&conn.counters.protocol_errors, 1);
-            tracing::debug!(remote = %conn.remote, mux = m.mux_id, "duplicate request mux id ignored");
-            return;
-        }
-        Err(InsertError::Closed) => return,
+    if sess.incoming_singles.contains(m.mux_id) {
+        // The same caller reused a live mux ID: never run it twice (§12.17).
+        ConnCounters::add(&conn.counters.protocol_errors, 1);
+        tracing::debug!(remote = %conn.remote, mux = m.mux_id, "duplicate request mux id ignored");
+        return;
     }
+    // Not a child of the session token: the session's end cancels every entry of
+    // `incoming_singles` itself, and a child token would lock the parent per request.
+    let token = CancellationToken::new();
     sess.running.fetch_add(1, Ordering::Relaxed);
-    let received = Instant::now();
-    let bytes_in = m.payload.len() as u64;
+    let received = conn.common.observer.as_ref().map(|_| Instant::now());
     let deadline =
         (m.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(m.deadline_ms as u64));
     let req = Request {
@@ -413,23 +436,36 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         deadline,
         cancel: token.clone(),
     };
-    let info = SingleInfo {
+    let mut info = SingleInfo {
         mux_id: m.mux_id,
         seq: m.seq,
         handler: m.handler,
         subroute: entry.subroute.clone(),
         received,
-        bytes_in,
+        bytes_in: m.payload.len() as u64,
+        tracked: false,
     };
     let handler = entry.handler;
     let mut fut = Box::pin(AssertUnwindSafe(async move { handler.call(req).await }).catch_unwind());
     // Fast path: poll once on the reader. A handler that completes without waiting (an echo,
-    // an in-memory lookup) is answered at once, with no task spawned and no cross-thread
-    // wake-up. A handler that waits continues in its own task, which polls it again first.
+    // an in-memory lookup) is answered at once, with no task spawned, no table entry and no
+    // cross-thread wake-up. A handler that waits is registered (so the caller can cancel it)
+    // and continues in its own task, which polls it again first.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
         finish_single(sess, &info, Some(single_result(r)));
         return;
+    }
+    if sess
+        .incoming_singles
+        .insert(m.mux_id, token.clone())
+        .is_err()
+    {
+        // Session closed meanwhile: nobody waits for the answer.
+        token.cancel();
+        info.tracked = false;
+    } else {
+        info.tracked = true;
     }
     let sess = sess.clone();
     tokio::spawn(async move {
@@ -477,14 +513,17 @@ struct SingleInfo {
     seq: u32,
     handler: u8,
     subroute: Option<Arc<str>>,
-    received: Instant,
+    /// Set only when a call observer is installed.
+    received: Option<Instant>,
     bytes_in: u64,
+    /// Whether the call is in `incoming_singles` (it waited and can be cancelled).
+    tracked: bool,
 }
 
 /// Sends a single handler's result, unless the call was cancelled meanwhile.
 fn finish_single(sess: &Arc<Session>, info: &SingleInfo, res: Option<Result<Bytes, RemoteError>>) {
     sess.running.fetch_sub(1, Ordering::Relaxed);
-    let still_wanted = sess.incoming_singles.remove(info.mux_id).is_some();
+    let still_wanted = !info.tracked || sess.incoming_singles.remove(info.mux_id).is_some();
     if let Some(obs) = &sess.conn.common.observer {
         let (outcome, bytes_out) = match (&res, still_wanted) {
             (Some(Ok(b)), true) => (crate::observe::CallOutcome::Ok, b.len() as u64),
@@ -494,7 +533,7 @@ fn finish_single(sess: &Arc<Session>, info: &SingleInfo, res: Option<Result<Byte
             ),
             _ => (crate::observe::CallOutcome::Cancelled, 0),
         };
-        let d = info.received.elapsed();
+        let d = info.received.map(|r| r.elapsed()).unwrap_or_default();
         obs(&crate::observe::CallRecord {
             kind: crate::observe::CallKind::Single,
             handler: info.handler,
@@ -642,6 +681,8 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
     let start = Instant::now();
     let mut ping = tokio::time::interval_at(start + cfg.ping_interval, cfg.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval_at(start + DEADLINE_SWEEP, DEADLINE_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let check = stream::check_interval(cfg);
     let mut stream_tick = tokio::time::interval_at(start + check, check);
     stream_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -657,6 +698,7 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
                 batch.push_back(Outbound::Msg(conn_ping_msg()));
             }
             _ = stream_tick.tick() => stream::tick(sess),
+            _ = sweep.tick() => expire_singles(sess),
             _ = sess.out.ready() => {}
         }
         // Let other ready tasks queue their messages first when many calls are active: more
