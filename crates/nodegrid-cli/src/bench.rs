@@ -383,19 +383,26 @@ async fn stream_out(
             StreamOptions::new().capacities(0, cap),
         )
         .await?;
+    // One timer for the whole stream, not one per message.
+    let end = tokio::time::sleep(run.remaining() + Duration::from_millis(100));
+    tokio::pin!(end);
     let mut last = Instant::now();
     while !run.done() {
-        match tokio::time::timeout(run.remaining() + Duration::from_millis(100), s.recv()).await {
-            Err(_) => break,
-            Ok(None) => break,
-            Ok(Some(Ok(_))) => {
-                run.record(h, last, true);
-                last = Instant::now();
-            }
-            Ok(Some(Err(e))) => {
-                run.record(h, last, false);
-                return Err(e);
-            }
+        tokio::select! {
+            biased;
+            item = s.recv() => match item {
+                None => break,
+                Some(Ok(_)) => {
+                    let now = Instant::now();
+                    run.record(h, last, true);
+                    last = now;
+                }
+                Some(Err(e)) => {
+                    run.record(h, last, false);
+                    return Err(e);
+                }
+            },
+            _ = &mut end => break,
         }
     }
     Ok(())
@@ -415,22 +422,22 @@ async fn stream_in(
             StreamOptions::new().capacities(cap as u32, 1),
         )
         .await?;
+    let end = tokio::time::sleep(run.remaining() + Duration::from_millis(100));
+    tokio::pin!(end);
     while !run.done() {
         let t0 = Instant::now();
-        match tokio::time::timeout(
-            run.remaining() + Duration::from_millis(100),
-            s.send(body.clone()),
-        )
-        .await
-        {
-            Err(_) => break,
-            Ok(Ok(())) => {
-                run.record(h, t0, true);
-            }
-            Ok(Err(e)) => {
-                run.record(h, t0, false);
-                return Err(e);
-            }
+        tokio::select! {
+            biased;
+            r = s.send(body.clone()) => match r {
+                Ok(()) => {
+                    run.record(h, t0, true);
+                }
+                Err(e) => {
+                    run.record(h, t0, false);
+                    return Err(e);
+                }
+            },
+            _ = &mut end => break,
         }
     }
     Ok(())

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(a) => {
-            init_logging("warn");
+            init_logging("error");
             runtime(bench::run(a)).map(|ok| {
                 if ok {
                     ExitCode::SUCCESS

@@ -153,6 +153,37 @@ fn bench_json_rest_modes_and_baseline() {
 }
 
 #[test]
+fn bench_over_tls() {
+    let out = bin()
+        .args([
+            "bench",
+            "--tls",
+            "--mode",
+            "all",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--json",
+            "--concurrency",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = parse_lines(&out.stdout);
+    assert_eq!(lines.len(), 4);
+    for v in &lines {
+        let mode = v["mode"].as_str().unwrap().to_string();
+        check_result(v, &mode, false);
+    }
+}
+
+#[test]
 fn bench_rejects_bad_options() {
     let out = bin()
         .args(["bench", "--nodes", "1", "--duration", "1"])

@@ -108,14 +108,14 @@ fn outgoing_stream(sess: &Session, mux: u64) -> Option<Arc<ClientStream>> {
 fn caller_apply(
     sess: &Arc<Session>,
     m: &Message,
-    f: impl FnOnce(&mut CallerState, &Message, Instant) -> Result<(), Error>,
+    f: impl FnOnce(&mut CallerState, &Message) -> Result<(), Error>,
 ) -> bool {
     let Some(s) = outgoing_stream(sess, m.mux_id) else {
         return false;
     };
     let res = {
         let mut g = s.inner.lock();
-        let r = f(&mut g.st, m, Instant::now());
+        let r = f(&mut g.st, m);
         if r.is_ok() {
             wake(&mut g.item_waker);
             wake(&mut g.credit_waker);
@@ -168,7 +168,7 @@ pub(crate) fn on_pong(sess: &Arc<Session>, m: Message) {
         sess.outgoing.remove(m.mux_id);
         s.fail_local(Error::Remote(RemoteError(e)));
     } else {
-        s.inner.lock().st.last_recv = Instant::now();
+        s.inner.lock().st.recv_count += 1;
     }
 }
 
@@ -898,7 +898,7 @@ pub(crate) fn tick(sess: &Arc<Session>) {
         if g.st.end.is_some() {
             continue;
         }
-        if now.duration_since(g.st.last_recv) > cfg.stream_idle_timeout {
+        if g.st.is_idle(now, cfg.stream_idle_timeout) {
             drop(g);
             abort_outgoing(sess, &s, Error::Disconnected);
             continue;

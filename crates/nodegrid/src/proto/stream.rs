@@ -53,8 +53,11 @@ pub(crate) struct CallerState {
     pub input_closed: bool,
     /// Set when the stream has ended; buffered items are still delivered before an EOF.
     pub end: Option<CallerEnd>,
-    /// Last time anything (output, ack, unblock, pong) arrived, for liveness (§6.8).
-    pub last_recv: Instant,
+    /// Messages received for this stream (output, ack, unblock, pong); the session's ticker
+    /// turns progress of this count into liveness (§6.8) without reading the clock per message.
+    pub recv_count: u64,
+    /// `recv_count` at the last liveness check, and when it last changed.
+    pub progress: (u64, Instant),
     /// Largest number of buffered items ever held (for tests of the memory bound).
     pub max_buffered: usize,
 }
@@ -79,7 +82,8 @@ impl CallerState {
             buf: VecDeque::new(),
             input_closed: in_capacity == 0,
             end: None,
-            last_recv: now,
+            recv_count: 0,
+            progress: (0, now),
             max_buffered: 0,
         }
     }
@@ -112,9 +116,9 @@ impl CallerState {
         Ok(())
     }
 
-    pub(crate) fn on_ack(&mut self, m: &Message, now: Instant) -> Result<(), Error> {
+    pub(crate) fn on_ack(&mut self, m: &Message) -> Result<(), Error> {
         self.check_seq(m)?;
-        self.last_recv = now;
+        self.recv_count += 1;
         if !self.acked {
             self.acked = true;
             self.credits = self.credits.saturating_add(self.in_capacity);
@@ -122,9 +126,9 @@ impl CallerState {
         Ok(())
     }
 
-    pub(crate) fn on_unblock(&mut self, m: &Message, now: Instant) -> Result<(), Error> {
+    pub(crate) fn on_unblock(&mut self, m: &Message) -> Result<(), Error> {
         self.check_seq(m)?;
-        self.last_recv = now;
+        self.recv_count += 1;
         if self.credits >= self.in_capacity {
             return Err(Error::Protocol(format!(
                 "input credit overflow: peer granted more than the capacity of {}",
@@ -136,18 +140,18 @@ impl CallerState {
     }
 
     /// An output item, EOF or error from the callee.
-    pub(crate) fn on_server_msg(&mut self, m: &Message, now: Instant) -> Result<(), Error> {
+    pub(crate) fn on_server_msg(&mut self, m: &Message) -> Result<(), Error> {
         let is_err = m.flags.contains(Flags::ERR);
         let is_eof = m.flags.contains(Flags::EOF);
         let payload = m.payload_opt();
         if is_eof && !is_err && payload.is_none() {
             // A pure EOF is not sequence-checked (§6.3).
-            self.last_recv = now;
+            self.recv_count += 1;
             self.end.get_or_insert(CallerEnd::Eof);
             return Ok(());
         }
         self.check_seq(m)?;
-        self.last_recv = now;
+        self.recv_count += 1;
         if is_err {
             let text = String::from_utf8_lossy(&m.payload).into_owned();
             self.end
@@ -209,6 +213,15 @@ impl CallerState {
             &mut self.send_seq,
             self.base | Flags::EOF,
         ))
+    }
+
+    /// Liveness check at `now`: whether nothing arrived for longer than `idle`.
+    pub(crate) fn is_idle(&mut self, now: Instant, idle: std::time::Duration) -> bool {
+        if self.recv_count != self.progress.0 {
+            self.progress = (self.recv_count, now);
+            return false;
+        }
+        now.duration_since(self.progress.1) > idle
     }
 
     /// A stream ping (no payload).
@@ -436,7 +449,7 @@ mod tests {
         );
         let ack = p.s.ack_msg();
         assert_eq!((ack.op, ack.seq), (Op::AckMux, 0));
-        p.c.on_ack(&ack, p.now).unwrap();
+        p.c.on_ack(&ack).unwrap();
         assert_eq!(p.c.credits, 1);
         let a = p.c.input_msg(&Bytes::from_static(b"a")).unwrap().unwrap();
         assert_eq!(a.seq, 1);
@@ -457,8 +470,8 @@ mod tests {
             p.s.output_msg(&Bytes::from_static(b"x")).is_none(),
             "no token left"
         );
-        p.c.on_unblock(&unblock, p.now).unwrap();
-        p.c.on_server_msg(&out, p.now).unwrap();
+        p.c.on_unblock(&unblock).unwrap();
+        p.c.on_server_msg(&out).unwrap();
         let (r, ub) = p.c.pop_item().unwrap();
         assert_eq!((&r[..], ub.op, ub.seq), (&b"r:a"[..], Op::UnblockSrvMux, 2));
         let b = p.c.input_msg(&Bytes::from_static(b"b")).unwrap().unwrap();
@@ -473,8 +486,8 @@ mod tests {
         assert!(p.s.input_closed);
         let fin = p.s.final_msg(Ok(()));
         assert_eq!((fin.seq, fin.flags), (4, Flags::CRC | Flags::EOF));
-        p.c.on_unblock(&ub2, p.now).unwrap();
-        p.c.on_server_msg(&fin, p.now).unwrap();
+        p.c.on_unblock(&ub2).unwrap();
+        p.c.on_server_msg(&fin).unwrap();
         assert_eq!(p.c.end, Some(CallerEnd::Eof));
     }
 
@@ -482,13 +495,10 @@ mod tests {
     fn callee_rejections() {
         let (mut p, _) = pair(1, 1);
         let _ = p.s.ack_msg();
-        p.c.on_ack(
-            &Message {
-                seq: 0,
-                ..Message::new(Op::AckMux, 7)
-            },
-            p.now,
-        )
+        p.c.on_ack(&Message {
+            seq: 0,
+            ..Message::new(Op::AckMux, 7)
+        })
         .unwrap();
         let mut a = p.c.input_msg(&Bytes::from_static(b"a")).unwrap().unwrap();
         a.seq = 5;
@@ -524,38 +534,35 @@ mod tests {
         let (mut p, _) = pair(1, 1);
         let mut ack = p.s.ack_msg();
         ack.seq = 3;
-        assert_eq!(p.c.on_ack(&ack, p.now), Err(Error::OutOfSequence));
+        assert_eq!(p.c.on_ack(&ack), Err(Error::OutOfSequence));
         // Pure EOF is not sequence checked; buffered items stay deliverable.
         let (mut p, _) = pair(0, 2);
         let ack = p.s.ack_msg();
-        p.c.on_ack(&ack, p.now).unwrap();
+        p.c.on_ack(&ack).unwrap();
         let o1 = p.s.output_msg(&Bytes::from_static(b"1")).unwrap();
-        p.c.on_server_msg(&o1, p.now).unwrap();
+        p.c.on_server_msg(&o1).unwrap();
         let mut eof = Message::new(Op::MuxServerMsg, 7);
         eof.flags = Flags::EOF;
         eof.seq = 99;
-        p.c.on_server_msg(&eof, p.now).unwrap();
+        p.c.on_server_msg(&eof).unwrap();
         assert_eq!(p.c.end, Some(CallerEnd::Eof));
         assert_eq!(p.c.buf.len(), 1);
         // Buffer overflow beyond out capacity.
         let (mut p, _) = pair(0, 1);
         let ack = p.s.ack_msg();
-        p.c.on_ack(&ack, p.now).unwrap();
+        p.c.on_ack(&ack).unwrap();
         let mut m = Message::new(Op::MuxServerMsg, 7);
         m.seq = 1;
         m.set_payload(Some(Bytes::from_static(b"x")));
-        p.c.on_server_msg(&m, p.now).unwrap();
+        p.c.on_server_msg(&m).unwrap();
         m.seq = 2;
-        assert!(matches!(
-            p.c.on_server_msg(&m, p.now),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(p.c.on_server_msg(&m), Err(Error::Protocol(_))));
         // Error message.
         let (mut p, _) = pair(0, 1);
         let ack = p.s.ack_msg();
-        p.c.on_ack(&ack, p.now).unwrap();
+        p.c.on_ack(&ack).unwrap();
         let e = p.s.final_msg(Err("boom".into()));
-        p.c.on_server_msg(&e, p.now).unwrap();
+        p.c.on_server_msg(&e).unwrap();
         assert_eq!(
             p.c.end,
             Some(CallerEnd::Failed(Error::Remote(crate::error::RemoteError(
@@ -572,12 +579,12 @@ mod tests {
         // more than the capacity.
         let (mut p, _) = pair(0, 4);
         let ack = p.s.ack_msg();
-        p.c.on_ack(&ack, p.now).unwrap();
+        p.c.on_ack(&ack).unwrap();
         let mut sent = 0;
         let mut delivered = 0;
         for round in 0..1000 {
             while let Some(m) = p.s.output_msg(&Bytes::from_static(b"x")) {
-                p.c.on_server_msg(&m, p.now).unwrap();
+                p.c.on_server_msg(&m).unwrap();
                 sent += 1;
             }
             // The consumer takes one item every third round.

@@ -43,7 +43,7 @@ impl OutQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         OutQueue {
             inner: Mutex::new(Inner {
-                q: VecDeque::with_capacity(256),
+                q: VecDeque::new(),
                 closed: false,
                 writer_waiting: false,
                 producers_waiting: false,

@@ -58,7 +58,7 @@ fn expire_singles(sess: &Arc<Session>) {
 }
 
 /// Read buffer growth step.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
 /// A write buffer that grew beyond this is released after use (§8 "Buffers").
 const MAX_KEPT_WRITE_BUF: usize = 256 * 1024;
 
@@ -117,7 +117,8 @@ impl Session {
         peer_instance: [u8; 16],
     ) -> Arc<Session> {
         let cfg = &conn.common.cfg;
-        let tls = conn.target.tls || conn.common.local_tls;
+        // CRC unless both host strings are https:// (§3.5).
+        let tls = conn.target.tls && conn.common.local_tls;
         let sess = Arc::new(Session {
             id: conn.common.next_session_id(),
             conn: conn.clone(),
@@ -668,7 +669,7 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
     let cfg = &sess.conn.common.cfg;
     let mut fw = FrameWriter {
         role: sess.role,
-        single: BytesMut::with_capacity(16 * 1024),
+        single: BytesMut::new(),
         merged: MergedBuilder::with_headroom(
             cfg.merge_max_messages,
             cfg.merge_max_bytes,
@@ -677,7 +678,7 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
         write_timeout: cfg.write_timeout,
         mask_state: rand::random::<u64>() | 1,
     };
-    let mut batch: VecDeque<Outbound> = VecDeque::with_capacity(256);
+    let mut batch: VecDeque<Outbound> = VecDeque::new();
     let start = Instant::now();
     let mut ping = tokio::time::interval_at(start + cfg.ping_interval, cfg.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -55,13 +55,12 @@ impl MergedBuilder {
     }
 
     /// Like [`MergedBuilder::new`], also reserving `extra` bytes in front of the envelope header
-    /// (e.g. for a WebSocket frame header), see [`MergedBuilder::finish_with_headroom`].
+    /// (e.g. for a WebSocket frame header), see [`MergedBuilder::finish_with_headroom`]. The
+    /// buffer is allocated on first use.
     pub fn with_headroom(max_messages: usize, max_bytes: usize, extra: usize) -> Self {
         let headroom = extra + MERGED_HEADER_MAX_LEN;
-        let mut buf = BytesMut::with_capacity(headroom + max_bytes.min(1 << 20));
-        buf.resize(headroom, 0);
         MergedBuilder {
-            buf,
+            buf: BytesMut::new(),
             headroom,
             count: 0,
             max_messages,
