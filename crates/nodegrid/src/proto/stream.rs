@@ -420,7 +420,6 @@ mod tests {
     struct Pair {
         c: CallerState,
         s: CalleeState,
-        now: Instant,
     }
 
     fn pair(in_cap: u32, out_cap: u32) -> (Pair, Message) {
@@ -436,7 +435,7 @@ mod tests {
             connect.flags.contains(Flags::EOF),
             now,
         );
-        (Pair { c, s, now }, connect)
+        (Pair { c, s }, connect)
     }
 
     #[test]
