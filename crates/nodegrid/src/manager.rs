@@ -35,6 +35,7 @@ pub struct StreamSpec {
     out_capacity: usize,
     subroute: Option<String>,
     with_payload: bool,
+    max_concurrent: usize,
 }
 
 impl Default for StreamSpec {
@@ -44,6 +45,7 @@ impl Default for StreamSpec {
             out_capacity: 1,
             subroute: None,
             with_payload: true,
+            max_concurrent: usize::MAX,
         }
     }
 }
@@ -69,6 +71,14 @@ impl StreamSpec {
     /// Registers under a subroute.
     pub fn subroute(mut self, s: impl Into<String>) -> Self {
         self.subroute = Some(s.into());
+        self
+    }
+
+    /// Most streams of this handler running at once, over all peers (default: no limit besides
+    /// [`GridConfig::max_incoming_streams`] per connection). Beyond it, new streams are
+    /// refused with a remote error.
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n;
         self
     }
 
@@ -350,6 +360,8 @@ impl Manager {
             in_capacity: spec.in_capacity,
             out_capacity: spec.out_capacity,
             with_payload: spec.with_payload,
+            running: Arc::default(),
+            max_running: spec.max_concurrent,
         };
         self.shared
             .common

@@ -679,6 +679,17 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
         sess.reply_connect_error(&m, "server busy: too many concurrent streams");
         return;
     }
+    if entry.running.fetch_add(1, Ordering::AcqRel) >= entry.max_running {
+        entry.running.fetch_sub(1, Ordering::AcqRel);
+        ConnCounters::add(&conn.counters.rejected_over_limit, 1);
+        sess.reply_connect_error(
+            &m,
+            "server busy: too many concurrent streams for this handler",
+        );
+        return;
+    }
+    // Released when the handler task ends (or right away if the stream is not created).
+    let slot = RunningSlot(entry.running.clone());
     let now = Instant::now();
     let st = CalleeState::new(
         m.mux_id,
@@ -736,6 +747,7 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
     let (handler_id, subroute, initial_len) =
         (m.handler, entry.subroute.clone(), m.payload.len() as u64);
     tokio::spawn(async move {
+        let _slot = slot;
         let handler = entry.handler;
         let fut =
             AssertUnwindSafe(async move { handler.call(ctx, input, output).await }).catch_unwind();
@@ -810,6 +822,15 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
         forget_incoming(&sess, mux, None);
         s.abort();
     });
+}
+
+/// One running stream of a handler; frees its place in the handler's limit when dropped.
+struct RunningSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Runs a callee-state transition; on error the stream ends with that remote error.

@@ -568,3 +568,73 @@ async fn typed_single_stream_and_errors() {
     c.assert_no_muxes().await;
     c.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_handler_stream_limit() {
+    let probe = Arc::new(Probe::default());
+    let p = probe.clone();
+    let c = cluster(2, GridConfig::default(), move |m| {
+        let p = p.clone();
+        m.register_stream(
+            90,
+            StreamSpec::new()
+                .in_capacity(0)
+                .out_capacity(1)
+                .max_concurrent(2),
+            move |ctx: StreamContext, _i: StreamInput, _o: StreamOutput| {
+                let p = p.clone();
+                async move {
+                    ctx.cancel.cancelled().await;
+                    p.cancelled.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            },
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = c.conn(0, 1);
+    let s1 = conn
+        .open_stream(90, None, StreamOptions::new())
+        .await
+        .unwrap();
+    let s2 = conn
+        .open_stream(90, None, StreamOptions::new())
+        .await
+        .unwrap();
+    wait_for("two running", || {
+        c.conn(1, 0).mux_counts().incoming_streams == 2
+    })
+    .await;
+    let mut s3 = conn
+        .open_stream(90, None, StreamOptions::new())
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), s3.recv())
+        .await
+        .expect("refused at once")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.remote_text(),
+        Some("server busy: too many concurrent streams for this handler")
+    );
+    assert_eq!(c.conn(1, 0).stats().rejected_over_limit, 1);
+    // Ending one frees its place.
+    drop(s1);
+    wait_for("first ended", || {
+        probe.cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let s4 = conn
+        .open_stream(90, None, StreamOptions::new())
+        .await
+        .unwrap();
+    wait_for("two running again", || {
+        c.conn(1, 0).mux_counts().incoming_streams == 2
+    })
+    .await;
+    drop((s2, s3, s4));
+    c.assert_no_muxes().await;
+    c.shutdown();
+}

@@ -78,6 +78,9 @@ pub(crate) struct StreamEntry {
     pub in_capacity: usize,
     pub out_capacity: usize,
     pub with_payload: bool,
+    /// Streams of this handler running at once (all peers), and the limit.
+    pub running: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_running: usize,
 }
 
 #[derive(Clone, Default)]
