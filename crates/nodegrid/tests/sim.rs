@@ -489,3 +489,102 @@ async fn long_deadlines_expire_through_the_session_sweep() {
     c.assert_no_muxes().await;
     c.shutdown();
 }
+
+#[tokio::test(start_paused = true)]
+async fn single_requests_default_to_a_60_s_deadline() {
+    let (_net, c, _) = mem_cluster(2, GridConfig::default()).await;
+    let a = c.conn(0, 1);
+    let t0 = Instant::now();
+    assert_eq!(
+        a.request(BLOCK, "x").await.unwrap_err(),
+        Error::DeadlineExceeded
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(60) && took <= Duration::from_millis(60_200),
+        "{took:?}"
+    );
+    c.assert_no_muxes().await;
+    c.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_and_pongs_without_payload_are_accepted() {
+    common::init_tracing();
+    let net = MemoryNetwork::new();
+    let node = "http://node0:9000".to_string();
+    let fake = dialing_host_for(&node, &[]);
+    let m = Manager::builder(node.clone(), vec![node.clone(), fake.clone()])
+        .auth(Auth::shared_token("sim"))
+        .dialer(net.dialer(&node))
+        .build()
+        .unwrap();
+    net.attach(&m);
+    let io = net.connect_raw(&fake, &node).unwrap();
+    let (mut p, _) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "sim").await;
+    assert!(p.handshake(&fake, "sim", GridTime::now()).await.accepted);
+    // A ping without payload is answered with the zero time (§4.3, §11 item 23).
+    let mut ping = nodegrid::wire::Message::new(nodegrid::wire::Op::Ping, 0);
+    ping.deadline_ms = 10_000;
+    p.send(&ping).await;
+    let pong = p.recv_op(nodegrid::wire::Op::Pong).await.unwrap();
+    let pl = nodegrid::wire::PongPayload::decode(&pong.payload).unwrap();
+    assert!(pl.t.is_zero() && !pl.not_found && pl.err.is_none());
+    assert_eq!(
+        (pong.deadline_ms, pong.mux_id),
+        (10_000, 0),
+        "tuple fields copied from the ping"
+    );
+    // With a timestamp, it is copied back.
+    let t = GridTime {
+        secs: 1_700_000_000,
+        nanos: 5,
+    };
+    ping.payload = nodegrid::wire::PingPayload { t }.encode();
+    p.send(&ping).await;
+    let pong = p.recv_op(nodegrid::wire::Op::Pong).await.unwrap();
+    assert_eq!(
+        nodegrid::wire::PongPayload::decode(&pong.payload)
+            .unwrap()
+            .t,
+        t
+    );
+    // The node's own ping, answered by a pong without payload, still counts as alive.
+    let conn = m.connection(&fake).unwrap();
+    for _ in 0..4 {
+        let their_ping = p.recv_op(nodegrid::wire::Op::Ping).await.unwrap();
+        let mut reply = their_ping.clone();
+        reply.op = nodegrid::wire::Op::Pong;
+        reply.payload = bytes::Bytes::new();
+        p.send(&reply).await;
+    }
+    assert!(
+        conn.state().is_connected(),
+        "40 s of payload-less pongs keep the session alive"
+    );
+    assert!(conn.stats().last_pong_unix_ms > 0);
+    m.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_hangs_up_before_connect_gets_nothing() {
+    common::init_tracing();
+    let net = MemoryNetwork::new();
+    let node = "http://node0:9000".to_string();
+    let fake = dialing_host_for(&node, &[]);
+    let m = Manager::builder(node.clone(), vec![node.clone(), fake.clone()])
+        .auth(Auth::shared_token("sim"))
+        .dialer(net.dialer(&node))
+        .build()
+        .unwrap();
+    net.attach(&m);
+    let io = net.connect_raw(&fake, &node).unwrap();
+    let (mut p, code) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "sim").await;
+    assert_eq!(code, 101);
+    use tokio::io::AsyncWriteExt;
+    p.io.shutdown().await.unwrap();
+    // No rejection is written (§11 item 30): the next read is the end of the stream.
+    assert!(p.recv_frame().await.is_none());
+    assert_eq!(m.connection(&fake).unwrap().stats().handshake_failures, 0);
+    m.shutdown();
+}

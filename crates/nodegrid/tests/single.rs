@@ -402,3 +402,90 @@ async fn no_growth_after_100k_requests() {
     assert_eq!(conn.stats().outbound_queue, 0);
     c.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_4k_messages_in_parallel() {
+    let c = cluster(2, GridConfig::default(), setup).await;
+    let conn = c.conn(0, 1);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..2000u32 {
+        let conn = conn.clone();
+        set.spawn(async move {
+            let p = Bytes::from(vec![(i % 251) as u8; 4096]);
+            assert_eq!(conn.request(ECHO, p.clone()).await.unwrap(), p);
+        });
+    }
+    let mut n = 0;
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 2000);
+    c.assert_no_muxes().await;
+    c.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_grids_on_different_routes_are_independent() {
+    common::init_tracing();
+    let mut listeners = Vec::new();
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        hosts.push(format!("http://{}", l.local_addr().unwrap()));
+        listeners.push(l);
+    }
+    let mut grids = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let mk = |route: &str| {
+            Manager::builder(hosts[i].clone(), hosts.clone())
+                .route(route)
+                .auth(nodegrid::auth::Auth::shared_token("t"))
+                .build()
+                .unwrap()
+        };
+        let common = mk(nodegrid::DEFAULT_ROUTE);
+        let lock = mk(nodegrid::LOCK_ROUTE);
+        common
+            .register_single(ECHO, |r: Request| async move {
+                Ok::<_, RemoteError>(Bytes::from(format!(
+                    "common:{}",
+                    String::from_utf8_lossy(&r.bytes())
+                )))
+            })
+            .unwrap();
+        lock.register_single(ECHO, |r: Request| async move {
+            Ok::<_, RemoteError>(Bytes::from(format!(
+                "lock:{}",
+                String::from_utf8_lossy(&r.bytes())
+            )))
+        })
+        .unwrap();
+        let app = common.router().merge(lock.router());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        grids.push((common, lock));
+    }
+    for (common, lock) in &grids {
+        common
+            .wait_all_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+        lock.wait_all_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let cc = grids[0].0.connection(&hosts[1]).unwrap();
+    let lc = grids[0].1.connection(&hosts[1]).unwrap();
+    assert_eq!(&cc.request(ECHO, "a").await.unwrap()[..], b"common:a");
+    assert_eq!(&lc.request(ECHO, "a").await.unwrap()[..], b"lock:a");
+    // Killing the common grid's session leaves the lock grid alone.
+    cc.kill_session();
+    assert_eq!(&lc.request(ECHO, "b").await.unwrap()[..], b"lock:b");
+    assert_eq!(lc.stats().connects, 1);
+    cc.wait_connected(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(&cc.request(ECHO, "c").await.unwrap()[..], b"common:c");
+    for (a, b) in &grids {
+        a.shutdown();
+        b.shutdown();
+    }
+}
