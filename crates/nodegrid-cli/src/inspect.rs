@@ -391,95 +391,13 @@ fn decode_payload(m: &Message) -> Option<Decoded> {
     }))
 }
 
-/// Handler names of the reference version (PROTOCOL.md Appendix C); index = handler ID.
-const HANDLER_NAMES: [&str; 80] = [
-    "", // 0: no handler / invalid
-    "LockLock",
-    "LockRLock",
-    "LockUnlock",
-    "LockRUnlock",
-    "LockRefresh",
-    "LockForceUnlock",
-    "WalkDir",
-    "StatVol",
-    "DiskInfo",
-    "NSScanner",
-    "ReadXL",
-    "ReadVersion",
-    "DeleteFile",
-    "DeleteVersion",
-    "UpdateMetadata",
-    "WriteMetadata",
-    "CheckParts",
-    "RenameData",
-    "RenameFile",
-    "ReadAll",
-    "ServerVerify",
-    "Trace",
-    "Listen",
-    "DeleteBucketMetadata",
-    "LoadBucketMetadata",
-    "ReloadSiteReplicationConfig",
-    "ReloadPoolMeta",
-    "StopRebalance",
-    "LoadRebalanceMeta",
-    "LoadTransitionTierConfig",
-    "DeletePolicy",
-    "LoadPolicy",
-    "LoadPolicyMapping",
-    "DeleteServiceAccount",
-    "LoadServiceAccount",
-    "DeleteUser",
-    "LoadUser",
-    "LoadGroup",
-    "HealBucket",
-    "MakeBucket",
-    "HeadBucket",
-    "DeleteBucket",
-    "GetMetrics",
-    "GetResourceMetrics",
-    "GetMemInfo",
-    "GetProcInfo",
-    "GetOSInfo",
-    "GetPartitions",
-    "GetNetInfo",
-    "GetCPUs",
-    "ServerInfo",
-    "GetSysConfig",
-    "GetSysServices",
-    "GetSysErrors",
-    "GetAllBucketStats",
-    "GetBucketStats",
-    "GetSRMetrics",
-    "GetPeerMetrics",
-    "GetMetacacheListing",
-    "UpdateMetacacheListing",
-    "GetPeerBucketMetrics",
-    "StorageInfo",
-    "ConsoleLog",
-    "ListDir",
-    "GetLocks",
-    "BackgroundHealStatus",
-    "GetLastDayTierStats",
-    "SignalService",
-    "GetBandwidth",
-    "WriteAll",
-    "ListBuckets",
-    "RenameDataInline",
-    "RenameData2",
-    "CheckParts2",
-    "RenamePart",
-    "ClearUploadID",
-    "CheckParts3",
-    "handlerTest",
-    "handlerTest2",
-];
-
+/// The reference's name of a handler ID (PROTOCOL.md Appendix C), from the library's table;
+/// `None` for 0 (no handler) and IDs beyond the reference's range.
 fn handler_name(h: u8) -> Option<&'static str> {
-    HANDLER_NAMES
-        .get(h as usize)
-        .copied()
-        .filter(|n| !n.is_empty())
+    match nodegrid::handler::handler_name(h) {
+        std::borrow::Cow::Borrowed(n) if (1..80).contains(&h) => Some(n),
+        _ => None,
+    }
 }
 
 /// Text if the payload is UTF-8 without control characters (tab, CR and LF allowed).
