@@ -412,15 +412,15 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
             return;
         }
     };
-    if sess.running.load(Ordering::Relaxed) >= conn.common.cfg.max_running_handlers {
-        ConnCounters::add(&conn.counters.rejected_over_limit, 1);
-        sess.reply_connect_error(&m, "server busy: too many concurrent requests");
-        return;
-    }
     if sess.incoming_singles.contains(m.mux_id) {
         // The same caller reused a live mux ID: never run it twice (§12.17).
         ConnCounters::add(&conn.counters.protocol_errors, 1);
         tracing::debug!(remote = %conn.remote, mux = m.mux_id, "duplicate request mux id ignored");
+        return;
+    }
+    if sess.running.load(Ordering::Relaxed) >= conn.common.cfg.max_running_handlers {
+        ConnCounters::add(&conn.counters.rejected_over_limit, 1);
+        sess.reply_connect_error(&m, "server busy: too many concurrent requests");
         return;
     }
     // Not a child of the session token: the session's end cancels every entry of

@@ -9,6 +9,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub struct RawPeer<S> {
     pub io: S,
     buf: BytesMut,
+    /// Messages of a merged frame not yet handed out by `recv_op`.
+    pending: std::collections::VecDeque<Message>,
 }
 
 pub fn upgrade_request(authority: &str, path: &str, token: &str) -> String {
@@ -45,6 +47,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawPeer<S> {
         let mut p = RawPeer {
             io,
             buf: BytesMut::new(),
+            pending: Default::default(),
         };
         p.io.write_all(upgrade_request(authority, path, token).as_bytes())
             .await
@@ -103,15 +106,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawPeer<S> {
         }
     }
 
-    /// Reads frames until one holds a message with `op` (merged envelopes are split).
+    /// Reads messages (splitting merged frames) until one has `op`; `None` on EOF or garbage.
     pub async fn recv_op(&mut self, op: Op) -> Option<Message> {
         loop {
-            let f = self.recv_frame().await?;
-            for m in nodegrid::wire::split_frame(f, &Default::default()).ok()? {
-                let m = m.ok()?;
+            while let Some(m) = self.pending.pop_front() {
                 if m.op == op {
                     return Some(m);
                 }
+            }
+            let f = self.recv_frame().await?;
+            for m in nodegrid::wire::split_frame(f, &Default::default()).ok()? {
+                self.pending.push_back(m.ok()?);
             }
         }
     }
