@@ -476,6 +476,15 @@ impl Connection {
         res
     }
 
+    /// Whether the live session adds CRC trailers (plaintext connections do, TLS ones do not,
+    /// §3.5); `None` when not connected.
+    pub fn crc_enabled(&self) -> Option<bool> {
+        self.inner
+            .session
+            .load_full()
+            .map(|s| s.base_flags.contains(Flags::CRC))
+    }
+
     /// The peer manager's instance ID from the last handshake, if connected.
     pub fn peer_instance_id(&self) -> Option<[u8; 16]> {
         self.inner.session.load_full().map(|s| s.peer_instance)
