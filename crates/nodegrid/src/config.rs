@@ -44,9 +44,11 @@ pub struct GridConfig {
     pub stream_idle_timeout: Duration,
     /// A callee stream without a ping for this long is cancelled. Default 60 s.
     pub stream_callee_idle_timeout: Duration,
-    /// Most messages merged into one WebSocket message. Default 51.
+    /// Most messages merged into one WebSocket message. Default 256 (the reference writer
+    /// merges at most 51; receivers accept any number, §3.2).
     pub merge_max_messages: usize,
-    /// Byte budget of a merged WebSocket message. Default 31 744.
+    /// Byte budget of a merged WebSocket message. Default 128 KiB (the reference uses 31 744;
+    /// larger envelopes mean fewer writes for streams). At most [`crate::wire::FRAME_SLACK`].
     pub merge_max_bytes: usize,
 }
 
@@ -70,8 +72,8 @@ impl Default for GridConfig {
             stream_ping_interval: Duration::from_secs(15),
             stream_idle_timeout: Duration::from_secs(30),
             stream_callee_idle_timeout: Duration::from_secs(60),
-            merge_max_messages: crate::wire::MERGE_MAX_MESSAGES + 1,
-            merge_max_bytes: crate::wire::MERGE_MAX_BYTES,
+            merge_max_messages: 256,
+            merge_max_bytes: 128 * 1024,
         }
     }
 }
@@ -111,6 +113,12 @@ impl GridConfig {
         pos(self.dial_timeout, "dial_timeout")?;
         pos(self.handshake_timeout, "handshake_timeout")?;
         pos(self.stream_ping_interval, "stream_ping_interval")?;
+        if self.merge_max_bytes > crate::wire::FRAME_SLACK {
+            return Err(Limit {
+                name: "merge_max_bytes",
+                reason: "must be at most wire::FRAME_SLACK (256 KiB)",
+            });
+        }
         if self.redial_max < self.redial_min {
             return Err(Limit {
                 name: "redial_max",

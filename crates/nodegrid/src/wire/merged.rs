@@ -133,8 +133,10 @@ impl MergedBuilder {
     /// Makes sure the buffer holds the reserved headroom (after a finish without recycle).
     fn ensure_init(&mut self) {
         if self.buf.len() < self.headroom {
+            // Start small and let the buffer grow with use (it is reused across envelopes), so
+            // idle connections stay cheap.
             self.buf
-                .reserve(self.headroom + self.max_bytes.min(1 << 20));
+                .reserve(self.headroom + self.max_bytes.min(16 << 10));
             self.buf.resize(self.headroom, 0);
         }
     }

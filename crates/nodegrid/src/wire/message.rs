@@ -17,8 +17,9 @@ pub type MuxId = u64;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
 /// Extra room above the per-message limit allowed for a whole WebSocket message, so that a
-/// merged envelope holding one maximal message plus the reference's 31 KiB batch still fits.
-pub const FRAME_SLACK: usize = 64 << 10;
+/// merged envelope (at most the writer's merge budget, 128 KiB by default, or the reference's
+/// 31 KiB plus one message) always fits.
+pub const FRAME_SLACK: usize = 256 << 10;
 
 /// Decode limits, so a peer cannot make us accept unbounded messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
