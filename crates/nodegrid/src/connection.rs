@@ -715,12 +715,11 @@ async fn dial_once(conn: &Arc<ConnShared>) -> Result<Arc<Session>, DialError> {
         ConnCounters::add(&conn.counters.msgs_out, 1);
         let mut buf = leftover;
         let mut dec = FrameDecoder::new(Role::Dialer, limits.max_frame_size());
-        let (b, binary) =
-            handshake::read_first_message(&mut io.read, &mut buf, &mut dec, Role::Dialer)
-                .await?
-                .ok_or_else(|| {
-                    DialError::BadResponse("connection closed before the connect response".into())
-                })?;
+        let (b, binary) = handshake::read_first_message(&mut io.read, &mut buf, &mut dec)
+            .await?
+            .ok_or_else(|| {
+                DialError::BadResponse("connection closed before the connect response".into())
+            })?;
         ConnCounters::add(&conn.counters.bytes_in, b.len() as u64);
         ConnCounters::add(&conn.counters.msgs_in, 1);
         if !binary {

@@ -107,9 +107,7 @@ pub(crate) async fn read_first_message(
     r: &mut BoxRead,
     buf: &mut BytesMut,
     dec: &mut FrameDecoder,
-    role: Role,
 ) -> Result<Option<(Bytes, bool)>, DialError> {
-    let _ = role;
     loop {
         match dec.decode(buf)? {
             Ok(WsEvent::Binary(b)) => return Ok(Some((b, true))),

@@ -196,7 +196,7 @@ async fn accept_grid(
     let mut buf = leftover;
     let first = match tokio::time::timeout_at(
         deadline,
-        handshake::read_first_message(&mut io.read, &mut buf, &mut dec, Role::Acceptor),
+        handshake::read_first_message(&mut io.read, &mut buf, &mut dec),
     )
     .await
     {
