@@ -138,6 +138,7 @@ impl Session {
         });
         conn.install(&sess);
         tokio::spawn(writer_task(sess.clone(), io.write));
+        tokio::spawn(housekeeping(sess.clone()));
         tokio::spawn(reader_task(sess.clone(), io.read, leftover));
         sess
     }
@@ -665,6 +666,40 @@ fn conn_ping_msg() -> Message {
     p
 }
 
+/// The session's timers, off the write path: connection pings and the pong timeout (§4.3),
+/// stream pings and liveness (§6.8), and the deadline sweep of single requests.
+async fn housekeeping(sess: Arc<Session>) {
+    let cfg = &sess.conn.common.cfg;
+    let start = Instant::now();
+    let mut next_ping = start + cfg.ping_interval;
+    let check = stream::check_interval(cfg);
+    let mut next_stream_check = start + check;
+    let mut tick = tokio::time::interval_at(start + DEADLINE_SWEEP, DEADLINE_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = sess.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        expire_singles(&sess);
+        if now >= next_ping {
+            next_ping = now + cfg.ping_interval;
+            let since = sess.since_last_pong();
+            if since > cfg.pong_timeout {
+                sess.end(&format!("no pong from peer for {since:?}"));
+                return;
+            }
+            sess.out.push(Outbound::Msg(conn_ping_msg())).ok();
+        }
+        if now >= next_stream_check {
+            next_stream_check = now + check;
+            stream::tick(&sess);
+        }
+    }
+}
+
 async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String> {
     let cfg = &sess.conn.common.cfg;
     let mut fw = FrameWriter {
@@ -679,27 +714,11 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
         mask_state: rand::random::<u64>() | 1,
     };
     let mut batch: VecDeque<Outbound> = VecDeque::new();
-    let start = Instant::now();
-    let mut ping = tokio::time::interval_at(start + cfg.ping_interval, cfg.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sweep = tokio::time::interval_at(start + DEADLINE_SWEEP, DEADLINE_SWEEP);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let check = stream::check_interval(cfg);
-    let mut stream_tick = tokio::time::interval_at(start + check, check);
-    stream_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Timers live in the housekeeping task, so each wake-up of the writer polls no timer.
         tokio::select! {
             biased;
             _ = sess.cancel.cancelled() => return Ok(()),
-            _ = ping.tick() => {
-                let since = sess.since_last_pong();
-                if since > cfg.pong_timeout {
-                    return Err(format!("no pong from peer for {since:?}"));
-                }
-                batch.push_back(Outbound::Msg(conn_ping_msg()));
-            }
-            _ = stream_tick.tick() => stream::tick(sess),
-            _ = sweep.tick() => expire_singles(sess),
             _ = sess.out.ready() => {}
         }
         // Let other ready tasks queue their messages first when many calls are active: more
