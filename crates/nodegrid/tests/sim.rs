@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::rawpeer::{dialing_host_for, RawPeer};
-use common::Cluster;
+use common::{wait_for, Cluster};
 use nodegrid::auth::Auth;
 use nodegrid::handler::Request;
 use nodegrid::transport::MemoryNetwork;
@@ -118,14 +118,6 @@ async fn wait_state(
         .unwrap_or_else(|_| panic!("state not reached within {limit:?}: {}", c.state()))
         .unwrap();
     t0.elapsed()
-}
-
-async fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "{what}: not reached within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::cluster;
+use common::{cluster, wait_for};
 use nodegrid::handler::Request;
 use nodegrid::{CallOptions, Error, GridConfig, Manager, RemoteError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -240,7 +240,10 @@ async fn deadline_and_cancellation_reach_the_callee() {
         .await
         .unwrap_err();
     assert_eq!(e, Error::DeadlineExceeded);
-    wait_for(|| cancelled.load(Ordering::SeqCst) == 1).await;
+    wait_for("condition", Duration::from_secs(10), || {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
     // Dropping the call future cancels the remote handler.
     let conn2 = conn.clone();
     let call = tokio::spawn(async move { conn2.request(20, "x").await });
@@ -248,7 +251,10 @@ async fn deadline_and_cancellation_reach_the_callee() {
     rx.recv().await.unwrap();
     rx.recv().await.unwrap();
     call.abort();
-    wait_for(|| cancelled.load(Ordering::SeqCst) == 2).await;
+    wait_for("condition", Duration::from_secs(10), || {
+        cancelled.load(Ordering::SeqCst) == 2
+    })
+    .await;
     c.assert_no_muxes().await;
     c.shutdown();
 }
@@ -258,17 +264,6 @@ fn async_channel() -> (
     tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
     tokio::sync::mpsc::unbounded_channel()
-}
-
-async fn wait_for(f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +282,10 @@ async fn killed_session_fails_blocked_call_and_reconnects() {
         let before = conn.stats().connects;
         let conn2 = conn.clone();
         let blocked = tokio::spawn(async move { conn2.request(21, "x").await });
-        wait_for(|| conn.mux_counts().outgoing == 1).await;
+        wait_for("condition", Duration::from_secs(10), || {
+            conn.mux_counts().outgoing == 1
+        })
+        .await;
         let t0 = tokio::time::Instant::now();
         conn.kill_session();
         let r = tokio::time::timeout(Duration::from_secs(1), blocked)
@@ -297,7 +295,10 @@ async fn killed_session_fails_blocked_call_and_reconnects() {
         assert_eq!(r.unwrap_err(), Error::Disconnected);
         assert!(t0.elapsed() < Duration::from_secs(1));
         conn.wait_connected(Duration::from_secs(10)).await.unwrap();
-        wait_for(|| c.conn(b, a).state().is_connected()).await;
+        wait_for("condition", Duration::from_secs(10), || {
+            c.conn(b, a).state().is_connected()
+        })
+        .await;
         assert_eq!(&conn.request(ECHO, "again").await.unwrap()[..], b"again");
         assert!(conn.stats().connects > before);
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{cluster, Cluster};
+use common::{cluster, wait_for, Cluster};
 use futures::StreamExt;
 use nodegrid::handler::typed::{TypedHandler, TypedStream};
 use nodegrid::handler::Request;
@@ -30,17 +30,6 @@ const NEVER_READ: u8 = 34; // takes input but never reads it
 struct Probe {
     cancelled: AtomicUsize,
     sent: AtomicUsize,
-}
-
-async fn wait_for(what: &str, f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn setup(m: &Manager, probe: Arc<Probe>) {
@@ -258,7 +247,10 @@ async fn flow_control_blocks_producer_and_resumes() {
         .await
         .unwrap();
     // With capacity 1 and nobody reading, exactly one item goes out; the next send waits.
-    wait_for("first send", || probe.sent.load(Ordering::SeqCst) == 1).await;
+    wait_for("first send", Duration::from_secs(10), || {
+        probe.sent.load(Ordering::SeqCst) == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         probe.sent.load(Ordering::SeqCst),
@@ -270,11 +262,14 @@ async fn flow_control_blocks_producer_and_resumes() {
     for i in 0..50u64 {
         assert_eq!(s.recv().await.unwrap().unwrap(), Bytes::from(i.to_string()));
     }
-    wait_for("resumed", || probe.sent.load(Ordering::SeqCst) >= 51).await;
+    wait_for("resumed", Duration::from_secs(10), || {
+        probe.sent.load(Ordering::SeqCst) >= 51
+    })
+    .await;
     assert!(probe.sent.load(Ordering::SeqCst) <= 52);
     assert_eq!(s.max_buffered(), 1, "never more than the capacity buffered");
     drop(s);
-    wait_for("handler sees cancel", || {
+    wait_for("handler sees cancel", Duration::from_secs(10), || {
         probe.cancelled.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -309,7 +304,7 @@ async fn input_flow_control_is_bounded_by_credits() {
         s.send(Bytes::from_static(b"4")).await.unwrap_err(),
         Error::Cancelled
     );
-    wait_for("cancel reaches handler", || {
+    wait_for("cancel reaches handler", Duration::from_secs(10), || {
         probe.cancelled.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -332,7 +327,7 @@ async fn cancellation_variants_reach_the_handler() {
         }
         s.cancel();
         assert_eq!(s.recv().await.unwrap().unwrap_err(), Error::Cancelled);
-        wait_for("handler cancelled", || {
+        wait_for("handler cancelled", Duration::from_secs(10), || {
             probe.cancelled.load(Ordering::SeqCst) == k + 1
         })
         .await;
@@ -342,12 +337,12 @@ async fn cancellation_variants_reach_the_handler() {
         .open_stream(WAIT_CANCEL, None, StreamOptions::new())
         .await
         .unwrap();
-    wait_for("stream open on callee", || {
+    wait_for("stream open on callee", Duration::from_secs(10), || {
         c.conn(1, 0).mux_counts().incoming_streams == 1
     })
     .await;
     drop(s);
-    wait_for("dropped stream cancelled", || {
+    wait_for("dropped stream cancelled", Duration::from_secs(10), || {
         probe.cancelled.load(Ordering::SeqCst) == 4
     })
     .await;
@@ -404,7 +399,7 @@ async fn deadline_reaches_both_sides() {
         Error::DeadlineExceeded
     );
     assert!(t0.elapsed() >= Duration::from_millis(50));
-    wait_for("callee deadline", || {
+    wait_for("callee deadline", Duration::from_secs(10), || {
         probe.cancelled.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -446,7 +441,10 @@ async fn killing_the_socket_cancels_callee_and_fails_caller() {
         .open_stream(WAIT_CANCEL, None, StreamOptions::new())
         .await
         .unwrap();
-    wait_for("open", || c.conn(1, 0).mux_counts().incoming_streams == 1).await;
+    wait_for("open", Duration::from_secs(10), || {
+        c.conn(1, 0).mux_counts().incoming_streams == 1
+    })
+    .await;
     conn.kill_session();
     let e = tokio::time::timeout(Duration::from_secs(1), s.recv())
         .await
@@ -455,7 +453,7 @@ async fn killing_the_socket_cancels_callee_and_fails_caller() {
         .unwrap_err();
     assert_eq!(e, Error::Disconnected);
     assert_eq!(e.to_string(), "remote disconnected");
-    wait_for("callee cancelled", || {
+    wait_for("callee cancelled", Duration::from_secs(10), || {
         probe.cancelled.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -602,7 +600,7 @@ async fn per_handler_stream_limit() {
         .open_stream(90, None, StreamOptions::new())
         .await
         .unwrap();
-    wait_for("two running", || {
+    wait_for("two running", Duration::from_secs(10), || {
         c.conn(1, 0).mux_counts().incoming_streams == 2
     })
     .await;
@@ -622,7 +620,7 @@ async fn per_handler_stream_limit() {
     assert_eq!(c.conn(1, 0).stats().rejected_over_limit, 1);
     // Ending one frees its place.
     drop(s1);
-    wait_for("first ended", || {
+    wait_for("first ended", Duration::from_secs(10), || {
         probe.cancelled.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -630,7 +628,7 @@ async fn per_handler_stream_limit() {
         .open_stream(90, None, StreamOptions::new())
         .await
         .unwrap();
-    wait_for("two running again", || {
+    wait_for("two running again", Duration::from_secs(10), || {
         c.conn(1, 0).mux_counts().incoming_streams == 2
     })
     .await;

@@ -20,6 +20,15 @@ pub fn init_tracing() {
 
 pub const TOKEN: &str = "test-cluster-token";
 
+/// Polls `f` until it holds, failing the test after `limit` (works under the paused clock too).
+pub async fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let t0 = tokio::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what}: not reached within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<Manager>,
     pub hosts: Vec<String>,
