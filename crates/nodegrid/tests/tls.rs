@@ -233,3 +233,43 @@ async fn missing_client_certificate_is_rejected() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_replaces_certificates_without_restart() {
+    let dir = tempdir("reload");
+    let ca = ca();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+    // Node 1 starts with an expired certificate: nobody can connect to or from it.
+    let (c0, k0) = node_cert(&dir, "n0", &ca, false);
+    let (c1, k1) = node_cert(&dir, "n1", &ca, true);
+    let t0 = TlsConfig::from_pem_files(&c0, &k0, Some(&ca_path), true).unwrap();
+    let t1 = TlsConfig::from_pem_files(&c1, &k1, Some(&ca_path), true).unwrap();
+    let (nodes, hosts) = two_nodes([t0, t1.clone()]).await;
+    let c = dialer_conn(&nodes, &hosts);
+    let why = wait_error(&c).await;
+    assert!(
+        why.contains("xpired") || why.contains("alert"),
+        "expired certificate must be refused: {why}"
+    );
+
+    // A broken file makes reload fail and changes nothing.
+    std::fs::write(&c1, "not a certificate").unwrap();
+    let err = t1.reload().expect_err("garbage PEM must not load");
+    assert!(err.to_string().contains("n1.pem"), "{err}");
+    assert!(!c.state().is_connected());
+
+    // A fresh certificate in the same files plus reload: the dialer's next attempt succeeds,
+    // with no restart of either node.
+    let fresh = node_cert(&dir, "n1", &ca, false);
+    assert_eq!(fresh, (c1.clone(), k1.clone()));
+    t1.reload().unwrap();
+    for n in &nodes {
+        n.wait_all_connected(Duration::from_secs(10)).await.unwrap();
+    }
+    assert_eq!(&c.request(78, "reloaded").await.unwrap()[..], b"reloaded");
+    for n in &nodes {
+        n.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
