@@ -179,7 +179,7 @@ pub async fn one_way(
         let r4 = r3.clone();
         reader(sr, |_id, _p| {
             let now = Instant::now();
-            r4.record(&mut local, last, true);
+            r4.record_at(&mut local, last, now, true);
             last = now;
         })
         .await;

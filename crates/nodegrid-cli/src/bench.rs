@@ -394,7 +394,7 @@ async fn stream_out(
                 None => break,
                 Some(Ok(_)) => {
                     let now = Instant::now();
-                    run.record(h, last, true);
+                    run.record_at(h, last, now, true);
                     last = now;
                 }
                 Some(Err(e)) => {
@@ -424,16 +424,19 @@ async fn stream_in(
         .await?;
     let end = tokio::time::sleep(run.remaining() + Duration::from_millis(100));
     tokio::pin!(end);
+    // Latency is the time between completed sends (one clock read per message).
+    let mut last = Instant::now();
     while !run.done() {
-        let t0 = Instant::now();
         tokio::select! {
             biased;
             r = s.send(body.clone()) => match r {
                 Ok(()) => {
-                    run.record(h, t0, true);
+                    let now = Instant::now();
+                    run.record_at(h, last, now, true);
+                    last = now;
                 }
                 Err(e) => {
-                    run.record(h, t0, false);
+                    run.record(h, last, false);
                     return Err(e);
                 }
             },

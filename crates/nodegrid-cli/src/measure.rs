@@ -56,7 +56,18 @@ impl Run {
 
     /// Records one completed operation that started at `t0`. Returns whether it counted.
     pub fn record(&self, hist: &mut Histogram<u64>, t0: Instant, ok: bool) -> bool {
-        let now = Instant::now();
+        self.record_at(hist, t0, Instant::now(), ok)
+    }
+
+    /// [`Run::record`] with the completion time already read (one clock read per message in
+    /// the stream loops, which also use it as the next message's start).
+    pub fn record_at(
+        &self,
+        hist: &mut Histogram<u64>,
+        t0: Instant,
+        now: Instant,
+        ok: bool,
+    ) -> bool {
         let Some(s) = self.slot(now) else {
             return false;
         };

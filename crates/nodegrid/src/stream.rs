@@ -42,6 +42,14 @@ fn wake(w: &mut Option<Waker>) {
     }
 }
 
+/// How many credits a sender blocked on flow control waits for before it is woken: a
+/// quarter of the capacity (at least 1). The sender then writes a burst instead of being
+/// woken once per returned credit. It cannot stall: a receiver that wants more has consumed
+/// everything, so every credit comes back.
+fn credit_wake_at(capacity: u32) -> u32 {
+    (capacity / 4).max(1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Caller side
 
@@ -117,8 +125,13 @@ fn caller_apply(
         let mut g = s.inner.lock();
         let r = f(&mut g.st, m);
         if r.is_ok() {
-            wake(&mut g.item_waker);
-            wake(&mut g.credit_waker);
+            let ended = g.st.end.is_some();
+            if ended || !g.st.buf.is_empty() {
+                wake(&mut g.item_waker);
+            }
+            if ended || g.st.credits >= credit_wake_at(g.st.in_capacity) {
+                wake(&mut g.credit_waker);
+            }
         }
         r.map(|_| g.st.end.is_some())
     };
@@ -845,8 +858,12 @@ fn callee_apply(
     let r = {
         let mut g = s.inner.lock();
         let r = f(&mut g.st, m);
-        wake(&mut g.input_waker);
-        wake(&mut g.token_waker);
+        if r.is_err() || g.st.input_closed || !g.st.inbox.is_empty() {
+            wake(&mut g.input_waker);
+        }
+        if r.is_err() || g.st.tokens >= credit_wake_at(g.st.out_capacity) {
+            wake(&mut g.token_waker);
+        }
         r
     };
     if let Err(text) = r {
