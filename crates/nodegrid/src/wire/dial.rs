@@ -1,12 +1,10 @@
 //! Which side of a pair dials (PROTOCOL.md §2.6): a pure function of the two host strings.
 
-use xxhash_rust::xxh3::Xxh3;
-
 fn hash_concat(a: &str, b: &str) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(a.as_bytes());
-    h.update(b.as_bytes());
-    h.digest()
+    let mut v = Vec::with_capacity(a.len() + b.len());
+    v.extend_from_slice(a.as_bytes());
+    v.extend_from_slice(b.as_bytes());
+    twox_hash::XxHash3_64::oneshot(&v)
 }
 
 /// Whether the node known as `local` dials the node known as `remote`.
