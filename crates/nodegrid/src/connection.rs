@@ -40,6 +40,9 @@ pub(crate) struct Common {
     pub registry: Registry,
     pub dialer: Arc<dyn Dialer>,
     pub shutdown: CancellationToken,
+    /// Set by [`crate::Manager::shutdown`] before `shutdown` fires: every call checks it, and
+    /// an atomic load costs nothing where the token's `is_cancelled` takes a shared lock.
+    pub stopped: std::sync::atomic::AtomicBool,
     pub local_tls: bool,
     pub handshake_permits: Arc<Semaphore>,
     pub observer: Option<crate::observe::Observer>,
@@ -69,6 +72,7 @@ impl Common {
             registry: Registry::default(),
             dialer,
             shutdown: CancellationToken::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             local_tls,
             handshake_permits: permits,
             observer,
@@ -186,7 +190,7 @@ impl ConnShared {
     }
 
     fn current(&self) -> Result<Arc<Session>, Error> {
-        if self.common.shutdown.is_cancelled() {
+        if self.common.stopped.load(Ordering::Acquire) {
             return Err(Error::Shutdown);
         }
         match self.session.load_full() {

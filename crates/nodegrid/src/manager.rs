@@ -399,6 +399,10 @@ impl Manager {
     /// Stops dialing and accepting, and ends every session: calls in flight fail with
     /// [`Error::Disconnected`], new calls with [`Error::Shutdown`].
     pub fn shutdown(&self) {
+        self.shared
+            .common
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         self.shared.common.shutdown.cancel();
         for c in self.shared.conns.values() {
             if let Some(s) = c.session.load_full() {

@@ -490,3 +490,55 @@ async fn two_grids_on_different_routes_are_independent() {
         b.shutdown();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_fails_in_flight_calls_and_the_peer_sees_the_disconnect() {
+    let cancelled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = cancelled.clone();
+    let c = cluster(2, GridConfig::default(), move |m| {
+        setup(m);
+        let seen = seen.clone();
+        m.register_single(21, move |r: Request| {
+            let seen = seen.clone();
+            async move {
+                r.cancel.cancelled().await;
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, RemoteError>(Bytes::new())
+            }
+        })
+        .unwrap();
+    })
+    .await;
+    // Node 0 calls node 1 and node 1 calls node 0; then node 0 shuts down.
+    let out = c.conn(0, 1);
+    let inc = c.conn(1, 0);
+    let (o2, i2) = (out.clone(), inc.clone());
+    let outgoing = tokio::spawn(async move { o2.request(21, "x").await });
+    let incoming = tokio::spawn(async move { i2.request(21, "y").await });
+    wait_for("both calls in flight", Duration::from_secs(10), || {
+        out.mux_counts().outgoing == 1 && inc.mux_counts().outgoing == 1
+    })
+    .await;
+    c.nodes[0].shutdown();
+    let r = tokio::time::timeout(Duration::from_secs(5), outgoing)
+        .await
+        .expect("the shut-down node's call ends at once")
+        .unwrap();
+    assert!(
+        matches!(r, Err(Error::Disconnected) | Err(Error::Shutdown)),
+        "{r:?}"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(5), incoming)
+        .await
+        .expect("the peer's call ends when the session closes")
+        .unwrap();
+    assert_eq!(r.unwrap_err(), Error::Disconnected);
+    // Both handlers (one on each node) were cancelled.
+    wait_for("handlers cancelled", Duration::from_secs(5), || {
+        cancelled.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    assert!(matches!(out.state(), nodegrid::ConnState::Shutdown));
+    assert_eq!(out.request(ECHO, "z").await.unwrap_err(), Error::Shutdown);
+    c.shutdown();
+}

@@ -692,7 +692,12 @@ async fn housekeeping(sess: Arc<Session>) {
     loop {
         tokio::select! {
             biased;
-            _ = sess.cancel.cancelled() => return,
+            _ = sess.cancel.cancelled() => {
+                // The session's own end (a no-op then) or the manager's shutdown, whose token
+                // is the parent: end the session, which stops the reader and the writer.
+                sess.end("node shutting down");
+                return;
+            }
             _ = tick.tick() => {}
         }
         let now = Instant::now();
