@@ -115,8 +115,8 @@ fn outgoing_stream(sess: &Session, mux: u64) -> Option<Arc<ClientStream>> {
 /// Runs a caller-state transition; on a protocol error the stream is aborted.
 fn caller_apply(
     sess: &Arc<Session>,
-    m: &Message,
-    f: impl FnOnce(&mut CallerState, &Message) -> Result<(), Error>,
+    m: &mut Message,
+    f: impl FnOnce(&mut CallerState, &mut Message) -> Result<(), Error>,
 ) -> bool {
     let Some(s) = outgoing_stream(sess, m.mux_id) else {
         return false;
@@ -150,20 +150,20 @@ fn caller_apply(
     true
 }
 
-pub(crate) fn on_ack(sess: &Arc<Session>, m: Message) {
-    if !caller_apply(sess, &m, CallerState::on_ack) && !m.flags.contains(Flags::EOF) {
+pub(crate) fn on_ack(sess: &Arc<Session>, mut m: Message) {
+    if !caller_apply(sess, &mut m, |st, m| st.on_ack(m)) && !m.flags.contains(Flags::EOF) {
         // Unknown stream of ours: tell the callee to drop it. The reference answers with
         // DisconnectClientMux here, which names the wrong table (§6.10, §11 item 31).
         sess.send_control(disconnect_server(m.mux_id, sess.base_flags));
     }
 }
 
-pub(crate) fn on_unblock_cl(sess: &Arc<Session>, m: Message) {
-    caller_apply(sess, &m, CallerState::on_unblock);
+pub(crate) fn on_unblock_cl(sess: &Arc<Session>, mut m: Message) {
+    caller_apply(sess, &mut m, |st, m| st.on_unblock(m));
 }
 
-pub(crate) fn on_server_msg(sess: &Arc<Session>, m: Message) {
-    if !caller_apply(sess, &m, CallerState::on_server_msg) && !m.flags.contains(Flags::EOF) {
+pub(crate) fn on_server_msg(sess: &Arc<Session>, mut m: Message) {
+    if !caller_apply(sess, &mut m, CallerState::on_server_msg) && !m.flags.contains(Flags::EOF) {
         sess.send_control(disconnect_server(m.mux_id, sess.base_flags));
     }
 }
@@ -849,8 +849,8 @@ impl Drop for RunningSlot {
 /// Runs a callee-state transition; on error the stream ends with that remote error.
 fn callee_apply(
     sess: &Arc<Session>,
-    m: &Message,
-    f: impl FnOnce(&mut CalleeState, &Message) -> Result<(), String>,
+    m: &mut Message,
+    f: impl FnOnce(&mut CalleeState, &mut Message) -> Result<(), String>,
 ) -> bool {
     let Some(s) = incoming(sess, m.mux_id) else {
         return false;
@@ -873,15 +873,15 @@ fn callee_apply(
     true
 }
 
-pub(crate) fn on_client_msg(sess: &Arc<Session>, m: Message) {
-    if !callee_apply(sess, &m, CalleeState::on_client_msg) {
+pub(crate) fn on_client_msg(sess: &Arc<Session>, mut m: Message) {
+    if !callee_apply(sess, &mut m, CalleeState::on_client_msg) {
         // Correct direction: the caller's stream is unknown here.
         sess.send_control(disconnect_client(m.mux_id, sess.base_flags));
     }
 }
 
-pub(crate) fn on_unblock_srv(sess: &Arc<Session>, m: Message) {
-    callee_apply(sess, &m, CalleeState::on_unblock);
+pub(crate) fn on_unblock_srv(sess: &Arc<Session>, mut m: Message) {
+    callee_apply(sess, &mut m, |st, m| st.on_unblock(m));
 }
 
 pub(crate) fn on_server_disconnect(sess: &Arc<Session>, m: Message) {

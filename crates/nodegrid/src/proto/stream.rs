@@ -139,8 +139,9 @@ impl CallerState {
         Ok(())
     }
 
-    /// An output item, EOF or error from the callee.
-    pub(crate) fn on_server_msg(&mut self, m: &Message) -> Result<(), Error> {
+    /// An output item, EOF or error from the callee. The item's payload is moved out of `m`
+    /// (no reference-count traffic on the shared read buffer).
+    pub(crate) fn on_server_msg(&mut self, m: &mut Message) -> Result<(), Error> {
         let is_err = m.flags.contains(Flags::ERR);
         let is_eof = m.flags.contains(Flags::EOF);
         let payload = m.payload_opt();
@@ -164,7 +165,12 @@ impl CallerState {
                 self.out_capacity
             )));
         }
-        self.buf.push_back(payload.cloned().unwrap_or_default());
+        let item = if payload.is_some() {
+            std::mem::take(&mut m.payload)
+        } else {
+            Bytes::new()
+        };
+        self.buf.push_back(item);
         self.max_buffered = self.max_buffered.max(self.buf.len());
         if is_eof {
             self.end.get_or_insert(CallerEnd::Eof);
@@ -311,7 +317,8 @@ impl CalleeState {
     }
 
     /// An input item or input EOF. `Err` carries the remote error text to end the stream with.
-    pub(crate) fn on_client_msg(&mut self, m: &Message) -> Result<(), String> {
+    /// An input item or EOF from the caller; the item's payload is moved out of `m`.
+    pub(crate) fn on_client_msg(&mut self, m: &mut Message) -> Result<(), String> {
         // The sequence is checked before the capacity (§11 item 20).
         self.check_seq(m)?;
         if m.flags.contains(Flags::EOF) {
@@ -325,8 +332,13 @@ impl CalleeState {
         if self.inbox.len() >= self.in_capacity {
             return Err("handler blocked".to_string());
         }
-        self.inbox
-            .push_back(m.payload_opt().cloned().unwrap_or_default());
+        let item = if m.payload_opt().is_some() {
+            std::mem::take(&mut m.payload)
+        } else {
+            Bytes::new()
+        };
+        self.bytes_in += item.len() as u64;
+        self.inbox.push_back(item);
         self.max_buffered = self.max_buffered.max(self.inbox.len());
         Ok(())
     }
@@ -450,43 +462,48 @@ mod tests {
         assert_eq!((ack.op, ack.seq), (Op::AckMux, 0));
         p.c.on_ack(&ack).unwrap();
         assert_eq!(p.c.credits, 1);
-        let a = p.c.input_msg(&Bytes::from_static(b"a")).unwrap().unwrap();
+        let mut a = p.c.input_msg(&Bytes::from_static(b"a")).unwrap().unwrap();
         assert_eq!(a.seq, 1);
         assert_eq!(
             p.c.input_msg(&Bytes::from_static(b"b")).unwrap(),
             None,
             "no credit left"
         );
-        p.s.on_client_msg(&a).unwrap();
+        p.s.on_client_msg(&mut a).unwrap();
         let (item, unblock) = p.s.pop_input().unwrap();
         assert_eq!(
             (&item[..], unblock.op, unblock.seq),
             (&b"a"[..], Op::UnblockClMux, 1)
         );
-        let out = p.s.output_msg(&Bytes::from_static(b"r:a")).unwrap();
+        let mut out = p.s.output_msg(&Bytes::from_static(b"r:a")).unwrap();
         assert_eq!(out.seq, 2);
         assert!(
             p.s.output_msg(&Bytes::from_static(b"x")).is_none(),
             "no token left"
         );
         p.c.on_unblock(&unblock).unwrap();
-        p.c.on_server_msg(&out).unwrap();
+        p.c.on_server_msg(&mut out).unwrap();
         let (r, ub) = p.c.pop_item().unwrap();
         assert_eq!((&r[..], ub.op, ub.seq), (&b"r:a"[..], Op::UnblockSrvMux, 2));
-        let b = p.c.input_msg(&Bytes::from_static(b"b")).unwrap().unwrap();
-        let eof = p.c.eof_msg().unwrap();
+        let mut b = p.c.input_msg(&Bytes::from_static(b"b")).unwrap().unwrap();
+        let mut eof = p.c.eof_msg().unwrap();
         assert_eq!((b.seq, eof.seq, eof.flags), (3, 4, Flags::CRC | Flags::EOF));
         assert!(p.c.eof_msg().is_none());
         p.s.on_unblock(&ub).unwrap();
-        p.s.on_client_msg(&b).unwrap();
-        p.s.on_client_msg(&eof).unwrap();
+        p.s.on_client_msg(&mut b).unwrap();
+        p.s.on_client_msg(&mut eof).unwrap();
         let (_, ub2) = p.s.pop_input().unwrap();
         assert_eq!(ub2.seq, 3);
         assert!(p.s.input_closed);
-        let fin = p.s.final_msg(Ok(()));
+        assert_eq!(p.s.bytes_in, 2, "input payload bytes are counted");
+        assert!(
+            b.payload.is_empty(),
+            "the item's payload was moved, not cloned"
+        );
+        let mut fin = p.s.final_msg(Ok(()));
         assert_eq!((fin.seq, fin.flags), (4, Flags::CRC | Flags::EOF));
         p.c.on_unblock(&ub2).unwrap();
-        p.c.on_server_msg(&fin).unwrap();
+        p.c.on_server_msg(&mut fin).unwrap();
         assert_eq!(p.c.end, Some(CallerEnd::Eof));
     }
 
@@ -502,23 +519,23 @@ mod tests {
         let mut a = p.c.input_msg(&Bytes::from_static(b"a")).unwrap().unwrap();
         a.seq = 5;
         assert_eq!(
-            p.s.on_client_msg(&a).unwrap_err(),
+            p.s.on_client_msg(&mut a).unwrap_err(),
             "receive sequence number mismatch. want 1, got 5"
         );
         // Inbox full: capacity 1, second item without a pop.
         let (mut p, _) = pair(1, 1);
         let mut m = Message::new(Op::MuxClientMsg, 7);
         m.seq = 1;
-        p.s.on_client_msg(&m).unwrap();
+        p.s.on_client_msg(&mut m).unwrap();
         m.seq = 2;
-        assert_eq!(p.s.on_client_msg(&m).unwrap_err(), "handler blocked");
+        assert_eq!(p.s.on_client_msg(&mut m).unwrap_err(), "handler blocked");
         // No input expected.
         let (mut p, connect) = pair(0, 1);
         assert!(connect.flags.contains(Flags::EOF));
         let mut m = Message::new(Op::MuxClientMsg, 7);
         m.seq = 1;
         assert_eq!(
-            p.s.on_client_msg(&m).unwrap_err(),
+            p.s.on_client_msg(&mut m).unwrap_err(),
             "did not expect inbound message"
         );
         // Credit overflow on the callee is an error.
@@ -538,12 +555,12 @@ mod tests {
         let (mut p, _) = pair(0, 2);
         let ack = p.s.ack_msg();
         p.c.on_ack(&ack).unwrap();
-        let o1 = p.s.output_msg(&Bytes::from_static(b"1")).unwrap();
-        p.c.on_server_msg(&o1).unwrap();
+        let mut o1 = p.s.output_msg(&Bytes::from_static(b"1")).unwrap();
+        p.c.on_server_msg(&mut o1).unwrap();
         let mut eof = Message::new(Op::MuxServerMsg, 7);
         eof.flags = Flags::EOF;
         eof.seq = 99;
-        p.c.on_server_msg(&eof).unwrap();
+        p.c.on_server_msg(&mut eof).unwrap();
         assert_eq!(p.c.end, Some(CallerEnd::Eof));
         assert_eq!(p.c.buf.len(), 1);
         // Buffer overflow beyond out capacity.
@@ -553,15 +570,15 @@ mod tests {
         let mut m = Message::new(Op::MuxServerMsg, 7);
         m.seq = 1;
         m.set_payload(Some(Bytes::from_static(b"x")));
-        p.c.on_server_msg(&m).unwrap();
+        p.c.on_server_msg(&mut m).unwrap();
         m.seq = 2;
-        assert!(matches!(p.c.on_server_msg(&m), Err(Error::Protocol(_))));
+        assert!(matches!(p.c.on_server_msg(&mut m), Err(Error::Protocol(_))));
         // Error message.
         let (mut p, _) = pair(0, 1);
         let ack = p.s.ack_msg();
         p.c.on_ack(&ack).unwrap();
-        let e = p.s.final_msg(Err("boom".into()));
-        p.c.on_server_msg(&e).unwrap();
+        let mut e = p.s.final_msg(Err("boom".into()));
+        p.c.on_server_msg(&mut e).unwrap();
         assert_eq!(
             p.c.end,
             Some(CallerEnd::Failed(Error::Remote(crate::error::RemoteError(
@@ -582,8 +599,8 @@ mod tests {
         let mut sent = 0;
         let mut delivered = 0;
         for round in 0..1000 {
-            while let Some(m) = p.s.output_msg(&Bytes::from_static(b"x")) {
-                p.c.on_server_msg(&m).unwrap();
+            while let Some(mut m) = p.s.output_msg(&Bytes::from_static(b"x")) {
+                p.c.on_server_msg(&mut m).unwrap();
                 sent += 1;
             }
             // The consumer takes one item every third round.
