@@ -99,9 +99,6 @@ pub(crate) struct Session {
     /// Our calls in flight (singles and streams), for adaptive write batching.
     pub(crate) in_flight: AtomicUsize,
     pub(crate) peer_instance: [u8; 16],
-    /// Stops the reader when the session ends for another reason (it waits on the socket
-    /// only, with no cancellation future to poll per read).
-    reader: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Session {
@@ -142,17 +139,11 @@ impl Session {
             running: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             peer_instance,
-            reader: std::sync::OnceLock::new(),
         });
         conn.install(&sess);
         tokio::spawn(writer_task(sess.clone(), io.write));
         tokio::spawn(housekeeping(sess.clone()));
-        let reader = tokio::spawn(reader_task(sess.clone(), io.read, leftover));
-        let _ = sess.reader.set(reader.abort_handle());
-        if sess.is_ended() {
-            // Ended before the handle was stored: stop the reader here.
-            reader.abort();
-        }
+        tokio::spawn(reader_task(sess.clone(), io.read, leftover));
         sess
     }
 
@@ -169,9 +160,6 @@ impl Session {
         tracing::debug!(remote = %self.conn.remote, session = self.id, reason, "session ended");
         self.cancel.cancel();
         self.out.close();
-        if let Some(r) = self.reader.get() {
-            r.abort();
-        }
         for o in self.outgoing.close_and_drain() {
             match o {
                 Outgoing::Single(tx, _) => {
@@ -267,11 +255,14 @@ async fn reader_loop(
                 if buf.capacity() - buf.len() < n {
                     buf.reserve(n.max(READ_CHUNK));
                 }
-                // The session's end aborts this task, so no cancellation future is polled here.
-                match r.read_buf(&mut buf).await {
-                    Ok(0) => return Err("connection closed by peer".to_string()),
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("read: {e}")),
+                tokio::select! {
+                    biased;
+                    _ = sess.cancel.cancelled() => return Ok(()),
+                    res = r.read_buf(&mut buf) => match res {
+                        Ok(0) => return Err("connection closed by peer".to_string()),
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("read: {e}")),
+                    }
                 }
             }
         }
@@ -733,9 +724,12 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
     };
     let mut batch: VecDeque<Outbound> = VecDeque::new();
     loop {
-        // Timers live in the housekeeping task, and the session's end closes the queue, so
-        // each wake-up of the writer polls nothing but the queue.
-        sess.out.ready().await;
+        // Timers live in the housekeeping task, so each wake-up of the writer polls no timer.
+        tokio::select! {
+            biased;
+            _ = sess.cancel.cancelled() => return Ok(()),
+            _ = sess.out.ready() => {}
+        }
         // Let other ready tasks queue their messages first when many calls are active: more
         // messages per write at high concurrency, no added latency for a lone call.
         if sess.activity() > 1 {
