@@ -20,7 +20,10 @@ pub struct GridConfig {
     pub ping_interval: Duration,
     /// A session without a connection-level pong for this long is dead. Default 20 s.
     pub pong_timeout: Duration,
-    /// Each socket write must finish within this time or the session ends (§8, §11 item 11).
+    /// A socket write that makes no progress for this long ends the session (§8, §11 item
+    /// 11): a peer that stopped reading is detected within it. The reference bounds the whole
+    /// frame instead, which can never send a frame that takes longer than this on a slow
+    /// link; here a large frame may take as long as it needs while bytes keep moving.
     /// Default 4 s.
     pub write_timeout: Duration,
     /// Dial + TLS + HTTP upgrade must finish within this time (§2.2). Default 2 s.

@@ -5,11 +5,16 @@
 //! reader produces (pongs, acks, errors, unblocks) never wait, so the reader never blocks on a
 //! slow writer (§12.8). The queue belongs to one session: when it closes, its content is
 //! dropped, so nothing queued for a dead session reaches the next one (§12.5).
+//!
+//! A third lane, for connection-level pings and pongs and WebSocket pongs, goes ahead of
+//! everything else and is checked by the writer between frames: liveness must not wait
+//! behind megabytes of stream data on a slow link (PROTOCOL.md §12 item 10).
 
 use crate::wire::Message;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
 /// One item for the writer.
@@ -27,6 +32,8 @@ pub(crate) struct Closed;
 
 struct Inner {
     q: VecDeque<Outbound>,
+    /// Liveness traffic, written before anything in `q`.
+    urgent: VecDeque<Outbound>,
     closed: bool,
     writer_waiting: bool,
     producers_waiting: bool,
@@ -34,6 +41,8 @@ struct Inner {
 
 pub(crate) struct OutQueue {
     inner: Mutex<Inner>,
+    /// Whether `urgent` may be non-empty (checked by the writer without the lock).
+    has_urgent: AtomicBool,
     data: Notify,
     space: Notify,
     capacity: usize,
@@ -44,14 +53,41 @@ impl OutQueue {
         OutQueue {
             inner: Mutex::new(Inner {
                 q: VecDeque::new(),
+                urgent: VecDeque::new(),
                 closed: false,
                 writer_waiting: false,
                 producers_waiting: false,
             }),
+            has_urgent: AtomicBool::new(false),
             data: Notify::new(),
             space: Notify::new(),
             capacity: capacity.max(1),
         }
+    }
+
+    /// Queues a liveness item (connection ping or pong, WebSocket pong) ahead of all data.
+    pub(crate) fn push_urgent(&self, item: Outbound) -> Result<(), Closed> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(Closed);
+        }
+        inner.urgent.push_back(item);
+        self.has_urgent.store(true, Ordering::Release);
+        if inner.writer_waiting {
+            inner.writer_waiting = false;
+            self.data.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves the urgent items into `out` (cheap when there are none: one atomic load).
+    pub(crate) fn take_urgent(&self, out: &mut Vec<Outbound>) {
+        if !self.has_urgent.load(Ordering::Acquire) {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        self.has_urgent.store(false, Ordering::Relaxed);
+        out.extend(inner.urgent.drain(..));
     }
 
     fn push_locked(&self, inner: &mut Inner, item: Outbound) {
@@ -103,7 +139,7 @@ impl OutQueue {
             tokio::pin!(notified);
             {
                 let mut inner = self.inner.lock();
-                if !inner.q.is_empty() || inner.closed {
+                if !inner.q.is_empty() || !inner.urgent.is_empty() || inner.closed {
                     return;
                 }
                 inner.writer_waiting = true;
@@ -136,13 +172,15 @@ impl OutQueue {
         let mut inner = self.inner.lock();
         inner.closed = true;
         inner.q.clear();
+        inner.urgent.clear();
         drop(inner);
         self.space.notify_waiters();
         self.data.notify_one();
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().q.len()
+        let inner = self.inner.lock();
+        inner.q.len() + inner.urgent.len()
     }
 }
 
@@ -190,6 +228,34 @@ mod tests {
         assert_eq!(q.len(), 0);
         assert_eq!(q.push(Outbound::WsPong(Bytes::new())), Err(Closed));
         assert!(!q.drain_into(&mut out));
+    }
+
+    #[tokio::test]
+    async fn urgent_items_bypass_a_full_queue_and_wake_the_writer() {
+        let q = std::sync::Arc::new(OutQueue::new(1));
+        q.push_wait(msg(1)).await.unwrap();
+        let q2 = q.clone();
+        let w = tokio::spawn(async move { q2.ready().await });
+        q.push_urgent(Outbound::WsPong(Bytes::from_static(b"p")))
+            .unwrap();
+        q.push_urgent(Outbound::Msg(msg(0))).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(q.len(), 3);
+        let mut urgent = Vec::new();
+        q.take_urgent(&mut urgent);
+        assert_eq!(urgent.len(), 2);
+        assert!(matches!(&urgent[0], Outbound::WsPong(p) if &p[..] == b"p"));
+        assert!(matches!(&urgent[1], Outbound::Msg(m) if m.mux_id == 0));
+        q.take_urgent(&mut urgent);
+        assert_eq!(urgent.len(), 2, "nothing more");
+        let mut out = VecDeque::new();
+        assert!(q.drain_into(&mut out));
+        assert_eq!(out.len(), 1, "the data item stays in the normal lane");
+        q.close();
+        assert_eq!(q.push_urgent(Outbound::WsPong(Bytes::new())), Err(Closed));
     }
 
     #[tokio::test]

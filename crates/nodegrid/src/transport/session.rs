@@ -158,7 +158,6 @@ impl Session {
             return;
         }
         tracing::debug!(remote = %self.conn.remote, session = self.id, reason, "session ended");
-        self.cancel.cancel();
         self.out.close();
         for o in self.outgoing.close_and_drain() {
             match o {
@@ -174,7 +173,10 @@ impl Session {
         for s in self.incoming_streams.close_and_drain() {
             s.cancel_token().cancel();
         }
+        // The connection's state says why this session ended before the token wakes the dial
+        // loop, so a quick redial failure is not overwritten by this older reason.
         self.conn.session_ended(self, reason);
+        self.cancel.cancel();
     }
 
     fn since_last_pong(&self) -> Duration {
@@ -248,7 +250,7 @@ async fn reader_loop(
             }
             Ok(Ok(WsEvent::Text(_))) | Ok(Ok(WsEvent::Pong)) => {}
             Ok(Ok(WsEvent::Ping(p))) => {
-                let _ = sess.out.push(Outbound::WsPong(p));
+                let _ = sess.out.push_urgent(Outbound::WsPong(p));
             }
             Ok(Ok(WsEvent::Close)) => return Err("websocket close received".to_string()),
             Ok(Err(Need::More(n))) => {
@@ -324,7 +326,8 @@ fn conn_ping(sess: &Arc<Session>, m: Message) {
     }
     .encode();
     let pong = sess.echo(&m, Op::Pong, payload);
-    sess.send_control(pong);
+    // Ahead of queued data: the peer's liveness check waits for it (§12 item 10).
+    let _ = sess.out.push_urgent(Outbound::Msg(pong));
 }
 
 fn conn_pong(sess: &Arc<Session>, m: Message) {
@@ -606,19 +609,23 @@ impl FrameWriter {
         )
     }
 
+    /// Writes `bytes`; fails if the socket accepts nothing for `write_timeout` (progress
+    /// resets the clock, so large frames on slow links are not cut off).
     async fn write(&self, w: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
-        match tokio::time::timeout(self.write_timeout, async {
-            w.write_all(bytes).await?;
-            w.flush().await
-        })
-        .await
-        {
+        let blocked = || format!("write blocked for more than {:?}", self.write_timeout);
+        let mut off = 0;
+        while off < bytes.len() {
+            match tokio::time::timeout(self.write_timeout, w.write(&bytes[off..])).await {
+                Ok(Ok(0)) => return Err("write: connection closed".to_string()),
+                Ok(Ok(n)) => off += n,
+                Ok(Err(e)) => return Err(format!("write: {e}")),
+                Err(_) => return Err(blocked()),
+            }
+        }
+        match tokio::time::timeout(self.write_timeout, w.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write: {e}")),
-            Err(_) => Err(format!(
-                "write blocked for more than {:?}",
-                self.write_timeout
-            )),
+            Err(_) => Err(blocked()),
         }
     }
 
@@ -700,7 +707,7 @@ async fn housekeeping(sess: Arc<Session>) {
                 sess.end(&format!("no pong from peer for {since:?}"));
                 return;
             }
-            sess.out.push(Outbound::Msg(conn_ping_msg())).ok();
+            sess.out.push_urgent(Outbound::Msg(conn_ping_msg())).ok();
         }
         if now >= next_stream_check {
             next_stream_check = now + check;
@@ -723,6 +730,7 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
         mask_state: rand::random::<u64>() | 1,
     };
     let mut batch: VecDeque<Outbound> = VecDeque::new();
+    let mut urgent: Vec<Outbound> = Vec::new();
     loop {
         // Timers live in the housekeeping task, so each wake-up of the writer polls no timer.
         tokio::select! {
@@ -738,8 +746,28 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
         if !sess.out.drain_into(&mut batch) {
             return Ok(());
         }
-        write_batch(sess, w, &mut fw, &mut batch).await?;
+        write_batch(sess, w, &mut fw, &mut batch, &mut urgent).await?;
     }
+}
+
+/// Writes the liveness items queued so far, each in its own frame.
+async fn write_urgent(
+    sess: &Arc<Session>,
+    w: &mut BoxWrite,
+    fw: &mut FrameWriter,
+    urgent: &mut Vec<Outbound>,
+) -> Result<(), String> {
+    sess.out.take_urgent(urgent);
+    for item in urgent.drain(..) {
+        match item {
+            Outbound::WsPong(p) => {
+                let f = ws::pong_frame(&p, fw.mask());
+                fw.write(w, &f).await?;
+            }
+            Outbound::Msg(m) => fw.write_single(sess, w, &m).await?,
+        }
+    }
+    Ok(())
 }
 
 async fn write_batch(
@@ -747,8 +775,12 @@ async fn write_batch(
     w: &mut BoxWrite,
     fw: &mut FrameWriter,
     batch: &mut VecDeque<Outbound>,
+    urgent: &mut Vec<Outbound>,
 ) -> Result<(), String> {
+    // Liveness first, then again before every frame of data.
+    write_urgent(sess, w, fw, urgent).await?;
     while let Some(item) = batch.pop_front() {
+        write_urgent(sess, w, fw, urgent).await?;
         let m = match item {
             Outbound::WsPong(p) => {
                 let f = ws::pong_frame(&p, fw.mask());
