@@ -580,3 +580,51 @@ async fn a_peer_that_hangs_up_before_connect_gets_nothing() {
     assert_eq!(m.connection(&fake).unwrap().stats().handshake_failures, 0);
     m.shutdown();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_deadline_also_bounds_waiting_for_queue_space() {
+    // Found by the turmoil simulation (tests/turmoil_sim.rs): opening a stream waits for space
+    // in a full outbound queue, and its deadline must bound that wait too, as it does for
+    // single requests (§8: a caller gives up when its context ends).
+    let mut cfg = GridConfig::default();
+    cfg.outbound_queue = 1;
+    let (net, c, _) = mem_cluster(2, cfg).await;
+    let a = c.conn(0, 1);
+    // Node 1 stops reading: the writer blocks on a full pipe and the queue fills up.
+    net.hold(&c.hosts[0], &c.hosts[1], true);
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let a = a.clone();
+        calls.push(tokio::spawn(async move {
+            a.request(ECHO, Bytes::from(vec![3u8; 64 * 1024])).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.stats().outbound_queue, 1, "{:?}", a.stats());
+    let t0 = Instant::now();
+    let r = a
+        .open_stream(
+            IDLE,
+            None,
+            StreamOptions::new().timeout(Duration::from_secs(1)),
+        )
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(r.unwrap_err(), Error::DeadlineExceeded, "after {took:?}");
+    assert!(
+        took <= Duration::from_millis(1_050),
+        "gave up after {took:?}"
+    );
+    // The blocked write then ends the session; every request fails.
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap_err(), Error::Disconnected);
+    }
+    net.hold(&c.hosts[0], &c.hosts[1], false);
+    a.wait_connected(Duration::from_secs(60)).await.unwrap();
+    c.conn(1, 0)
+        .wait_connected(Duration::from_secs(60))
+        .await
+        .unwrap();
+    c.assert_no_muxes().await;
+    c.shutdown();
+}
