@@ -11,9 +11,13 @@
 //!   its deadline plus [`DETECTION_BOUND`] (single requests: no later than the deadline plus
 //!   the deadline sweep, [`SINGLE_SLACK`]); a call may only vanish if its own node crashed;
 //! * a dialer that is disconnected when the network heals is connected again within
-//!   [`reconnect_bound`]; by the time every fault is past the detection bound, every
-//!   connection (both sides) is up and new calls (a single request and a stream per ordered
-//!   pair) succeed;
+//!   [`reconnect_bound`] (redial pacing plus the handshake), unless an attempt of it was
+//!   already stalled in its handshake at the heal: turmoil drops segments in a partition and
+//!   never retransmits them, so such an attempt waits for its own timeout (dial timeout for the
+//!   upgrade, `GridConfig::handshake_timeout` for Connect/ConnectResponse) before the next one
+//!   starts; see `Shared::down_dialers`;
+//! * by the time every fault is past the detection bound, every connection (both sides) is up
+//!   and new calls (a single request and a stream per ordered pair) succeed;
 //! * at the end no mux entry, running handler, in-flight call or queued message remains, the
 //!   runtime of each node holds exactly the tasks of its live sessions and dial loops, and
 //!   the simulated TCP stack holds exactly one socket per live session; no protocol error was
@@ -38,8 +42,8 @@ use net::{host_name, host_string, DialCounters, Gates, TurmoilDialer, PORT};
 use nodegrid::auth::Auth;
 use nodegrid::handler::Request;
 use nodegrid::{
-    CallOptions, Error, Manager, MuxCounts, RemoteError, StreamContext, StreamInput, StreamOptions,
-    StreamOutput, StreamSpec,
+    CallOptions, Error, GridConfig, Manager, MuxCounts, RemoteError, StreamContext, StreamInput,
+    StreamOptions, StreamOutput, StreamSpec,
 };
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
@@ -138,6 +142,8 @@ struct Plan {
     peak_latency: Duration,
     events: Vec<(Duration, Act)>,
     heal_at: Duration,
+    /// A small outbound queue (`GridConfig::outbound_queue`), so callers wait for space.
+    outbound_queue: Option<usize>,
 }
 
 impl Plan {
@@ -285,7 +291,9 @@ fn make_plan(kind: Kind, seed: u64) -> Plan {
             _ => None,
         })
         .fold(max_latency, Duration::max);
+    let outbound_queue = rng.gen_bool(0.3).then(|| rng.gen_range(2..=32));
     Plan {
+        outbound_queue,
         seed,
         nodes,
         min_latency,
@@ -647,8 +655,13 @@ async fn node_main(sh: Arc<Shared>, me: usize) -> turmoil::Result {
     let dials: Arc<Vec<Arc<DialCounters>>> =
         Arc::new((0..sh.hosts.len()).map(|_| Arc::default()).collect());
     sh.dials.lock()[me] = dials.clone();
+    let mut cfg = GridConfig::default();
+    if let Some(q) = sh.plan.outbound_queue {
+        cfg.outbound_queue = q;
+    }
     let mgr = Manager::builder(sh.hosts[me].clone(), sh.hosts.clone())
         .auth(Auth::shared_token(TOKEN))
+        .config(cfg)
         .dialer(TurmoilDialer::new(
             me,
             sh.gates.clone(),
