@@ -802,9 +802,14 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
         }
         let outcome = res.clone();
         if let (true, Some(res)) = (finished, res) {
-            // Wait for one more token before the final message, as the reference does.
+            // Wait for one more token before the final message, as the reference does. A
+            // session that ends cancels the token without waking this wait, so watch the
+            // token too.
             let s2 = s.clone();
-            let got = std::future::poll_fn(|cx| poll_token(&s2, cx)).await;
+            let got = tokio::select! {
+                got = std::future::poll_fn(|cx| poll_token(&s2, cx)) => got,
+                _ = cancel.cancelled() => false,
+            };
             if got && sess.incoming_streams.contains(mux) {
                 let mut g = s.inner.lock();
                 let fin = g.st.final_msg(res);

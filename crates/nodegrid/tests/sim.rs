@@ -628,3 +628,59 @@ async fn a_stream_deadline_also_bounds_waiting_for_queue_space() {
     c.assert_no_muxes().await;
     c.shutdown();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_stream_handler_waiting_for_a_credit_ends_with_its_session() {
+    // Found by the turmoil simulation: a stream handler that returned while the caller had no
+    // credit left waits for one more credit before its final message; when the session ended
+    // meanwhile, that wait was never woken and the handler's task (holding the dead session)
+    // stayed forever.
+    const ONE: u8 = 63;
+    let (_net, c, _) = mem_cluster(2, GridConfig::default()).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    c.nodes[1]
+        .register_stream(
+            ONE,
+            StreamSpec::new().in_capacity(0).out_capacity(1),
+            move |_ctx: StreamContext, _i: StreamInput, o: StreamOutput| {
+                let d = d.clone();
+                async move {
+                    o.send(Bytes::from_static(b"only")).await.ok();
+                    d.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            },
+        )
+        .unwrap();
+    let a = c.conn(0, 1);
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    // The caller never reads: the handler's one item uses the only credit.
+    let s = a
+        .open_stream(ONE, None, StreamOptions::new().capacities(0, 1))
+        .await
+        .unwrap();
+    wait_for("handler returned", Duration::from_secs(5), || {
+        done.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    c.conn(1, 0).kill_session();
+    drop(s);
+    a.wait_connected(Duration::from_secs(30)).await.unwrap();
+    c.conn(1, 0)
+        .wait_connected(Duration::from_secs(30))
+        .await
+        .unwrap();
+    c.assert_no_muxes().await;
+    // Same sessions and dial loops as before, nothing else.
+    wait_for("no task left behind", Duration::from_secs(10), || {
+        tasks() == before
+    })
+    .await;
+    c.shutdown();
+}
