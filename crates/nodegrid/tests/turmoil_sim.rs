@@ -56,6 +56,7 @@ use std::time::Duration;
 const ECHO: u8 = 78;
 const SLOW: u8 = 10;
 const STREAM_ECHO: u8 = 78;
+const COUNT: u8 = 77;
 const TOKEN: &str = "turmoil-sim";
 
 /// Simulated time per turmoil step.
@@ -311,7 +312,14 @@ fn make_plan(kind: Kind, seed: u64) -> Plan {
 enum CallKind {
     Single,
     Slow,
+    /// A slow request whose caller stops waiting early (drops the call).
+    Abandoned,
+    /// Lock-step echo stream, sometimes cancelled.
     Stream,
+    /// Echo stream with input and output on two tasks (`StreamCall::split`).
+    Split,
+    /// Output-only stream read by a slow consumer.
+    Count,
     ProbeSingle,
     ProbeStream,
 }
@@ -636,6 +644,28 @@ fn register(m: &Manager) {
     })
     .unwrap();
     m.register_stream(
+        COUNT,
+        StreamSpec::new().in_capacity(0).out_capacity(3),
+        |ctx: StreamContext, _i: StreamInput, o: StreamOutput| async move {
+            let p = ctx.payload.clone().unwrap_or_default();
+            let n = p.first().copied().unwrap_or(0);
+            let gap = ms(p.get(1).copied().unwrap_or(0) as u64 * 10);
+            for i in 0..n {
+                if !gap.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(gap) => {}
+                        _ = ctx.cancel.cancelled() => return Ok(()),
+                    }
+                }
+                o.send(count_item(i))
+                    .await
+                    .map_err(|e| RemoteError::new(e.to_string()))?;
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    m.register_stream(
         STREAM_ECHO,
         StreamSpec::new().in_capacity(2).out_capacity(2),
         |_ctx: StreamContext, mut i: StreamInput, o: StreamOutput| async move {
@@ -682,6 +712,10 @@ async fn node_main(sh: Arc<Shared>, me: usize) -> turmoil::Result {
     Ok(())
 }
 
+fn count_item(i: u8) -> Bytes {
+    Bytes::from(vec![i; 1 + i as usize])
+}
+
 /// One call of the seeded workload (every random choice is drawn before it starts).
 enum Spec {
     Single {
@@ -689,19 +723,43 @@ enum Spec {
         payload: Bytes,
         timeout: Duration,
     },
+    Abandoned {
+        payload: Bytes,
+        timeout: Duration,
+        after: Duration,
+    },
     Stream {
         cancel_at: Option<usize>,
         timeout: Duration,
         think: Vec<Duration>,
     },
+    Split {
+        items: usize,
+        timeout: Duration,
+    },
+    Count {
+        n: u8,
+        gap_10ms: u8,
+        consume: Duration,
+        timeout: Duration,
+    },
+}
+
+fn slow_payload(rng: &mut StdRng) -> Bytes {
+    let delay: u16 = rng.gen_range(0..3_000);
+    let mut p = delay.to_le_bytes().to_vec();
+    p.extend_from_slice(&[rng.gen(); 6]);
+    Bytes::from(p)
 }
 
 fn draw_spec(rng: &mut StdRng) -> Spec {
     const SINGLE_TIMEOUTS: [u64; 6] = [100, 300, 1_000, 2_000, 3_000, 8_000];
     // 16 s: longer than the 15 s stream ping interval, so those streams ping (§6.8).
     const STREAM_TIMEOUTS: [u64; 4] = [1_000, 3_000, 8_000, 16_000];
+    let stream_timeout =
+        |rng: &mut StdRng| ms(STREAM_TIMEOUTS[rng.gen_range(0..STREAM_TIMEOUTS.len())]);
     match rng.gen_range(0..10) {
-        0..=4 => {
+        0..=3 => {
             let len = if rng.gen_bool(0.05) {
                 rng.gen_range(16_384..65_536)
             } else {
@@ -714,26 +772,36 @@ fn draw_spec(rng: &mut StdRng) -> Spec {
                 timeout: ms(SINGLE_TIMEOUTS[rng.gen_range(0..SINGLE_TIMEOUTS.len())]),
             }
         }
-        5..=6 => {
-            let delay: u16 = rng.gen_range(0..3_000);
-            let mut p = delay.to_le_bytes().to_vec();
-            p.extend_from_slice(&[rng.gen(); 6]);
-            Spec::Single {
-                handler: SLOW,
-                payload: Bytes::from(p),
-                timeout: ms(rng.gen_range(200..4_000)),
-            }
-        }
-        _ => {
+        4..=5 => Spec::Single {
+            handler: SLOW,
+            payload: slow_payload(rng),
+            timeout: ms(rng.gen_range(200..4_000)),
+        },
+        6 => Spec::Abandoned {
+            payload: slow_payload(rng),
+            timeout: ms(rng.gen_range(200..4_000)),
+            after: ms(rng.gen_range(10..1_000)),
+        },
+        7 => {
             let rounds = rng.gen_range(1..8);
             Spec::Stream {
                 cancel_at: rng.gen_bool(0.2).then(|| rng.gen_range(0..rounds)),
-                timeout: ms(STREAM_TIMEOUTS[rng.gen_range(0..STREAM_TIMEOUTS.len())]),
+                timeout: stream_timeout(rng),
                 think: (0..rounds)
                     .map(|_| ms(rng.gen_range(0..=MAX_THINK.as_millis() as u64)))
                     .collect(),
             }
         }
+        8 => Spec::Split {
+            items: rng.gen_range(1..12),
+            timeout: stream_timeout(rng),
+        },
+        _ => Spec::Count {
+            n: rng.gen_range(0..10),
+            gap_10ms: rng.gen_range(0..20),
+            consume: ms(rng.gen_range(0..=MAX_THINK.as_millis() as u64)),
+            timeout: stream_timeout(rng),
+        },
     }
 }
 
@@ -805,6 +873,86 @@ async fn stream(
         None => Outcome::Ok,
         Some(Err(e)) => Outcome::Failed(e),
         Some(Ok(b)) => Outcome::Bad(format!("item after EOF: {b:?}")),
+    }
+}
+
+/// An echo stream whose input and output run on two tasks.
+async fn split_stream(conn: &nodegrid::Connection, items: usize, timeout: Duration) -> Outcome {
+    let s = match conn
+        .open_stream(STREAM_ECHO, None, StreamOptions::new().timeout(timeout))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let item = |i: usize| Bytes::from(format!("split {i}"));
+    let (tx, mut rx) = s.split();
+    let send = async move {
+        for i in 0..items {
+            tx.send(item(i)).await?;
+        }
+        tx.close_send().await
+    };
+    let recv = async move {
+        for i in 0..items {
+            match rx.recv().await {
+                Some(Ok(b)) if b == item(i) => {}
+                Some(Ok(b)) => return Outcome::Bad(format!("corrupt echo {b:?}")),
+                Some(Err(e)) => return Outcome::Failed(e),
+                None => return Outcome::Bad("clean end before EOF".into()),
+            }
+        }
+        match rx.recv().await {
+            None => Outcome::Ok,
+            Some(Err(e)) => Outcome::Failed(e),
+            Some(Ok(b)) => Outcome::Bad(format!("item after EOF: {b:?}")),
+        }
+    };
+    let (sent, received) = tokio::join!(send, recv);
+    match (sent, received) {
+        (Ok(()), o) => o,
+        // The receiver saw the failure too; a clean receive with a failed send is wrong.
+        (Err(e), Outcome::Ok) => {
+            Outcome::Bad(format!("send failed with {e:?}, receive ended cleanly"))
+        }
+        (Err(_), o) => o,
+    }
+}
+
+/// An output-only stream of `n` items, read with a pause after each.
+async fn count_stream(
+    conn: &nodegrid::Connection,
+    n: u8,
+    gap_10ms: u8,
+    consume: Duration,
+    timeout: Duration,
+) -> Outcome {
+    let mut s = match conn
+        .open_stream(
+            COUNT,
+            Some(Bytes::from(vec![n, gap_10ms])),
+            StreamOptions::new().timeout(timeout),
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(e),
+    };
+    for i in 0..n {
+        match s.recv().await {
+            Some(Ok(b)) if b == count_item(i) => {}
+            Some(Ok(b)) => return Outcome::Bad(format!("item {i}: got {b:?}")),
+            Some(Err(e)) => return Outcome::Failed(e),
+            None => return Outcome::Bad(format!("clean end after {i} of {n} items")),
+        }
+        if !consume.is_zero() {
+            tokio::time::sleep(consume).await;
+        }
+    }
+    match s.recv().await {
+        None => Outcome::Ok,
+        Some(Err(e)) => Outcome::Failed(e),
+        Some(Ok(b)) => Outcome::Bad(format!("item after the last: {b:?}")),
     }
 }
 
@@ -895,6 +1043,20 @@ async fn node_loop(sh: Arc<Shared>, me: usize, inc: u32, mgr: Manager) {
                     g.finish(o);
                 });
             }
+            Spec::Abandoned {
+                payload,
+                timeout,
+                after,
+            } => {
+                let g = sh.start(me, peer, CallKind::Abandoned, after.min(timeout));
+                tokio::task::spawn_local(async move {
+                    let call = single(&conn, SLOW, payload, timeout);
+                    let o = tokio::time::timeout(after, call)
+                        .await
+                        .unwrap_or(Outcome::Cancelled);
+                    g.finish(o);
+                });
+            }
             Spec::Stream {
                 cancel_at,
                 timeout,
@@ -904,6 +1066,23 @@ async fn node_loop(sh: Arc<Shared>, me: usize, inc: u32, mgr: Manager) {
                 tokio::task::spawn_local(async move {
                     let o = stream(&conn, cancel_at, timeout, &think).await;
                     g.finish(o);
+                });
+            }
+            Spec::Split { items, timeout } => {
+                let g = sh.start(me, peer, CallKind::Split, timeout);
+                tokio::task::spawn_local(async move {
+                    g.finish(split_stream(&conn, items, timeout).await);
+                });
+            }
+            Spec::Count {
+                n,
+                gap_10ms,
+                consume,
+                timeout,
+            } => {
+                let g = sh.start(me, peer, CallKind::Count, timeout);
+                tokio::task::spawn_local(async move {
+                    g.finish(count_stream(&conn, n, gap_10ms, consume, timeout).await);
                 });
             }
         }
@@ -1219,7 +1398,12 @@ fn run_plan(plan: &Plan) -> (Tally, Vec<String>, Vec<String>) {
             continue;
         };
         let took = end.saturating_sub(r.start);
-        tally.max_late = tally.max_late.max(took.saturating_sub(r.deadline));
+        if matches!(
+            r.kind,
+            CallKind::Single | CallKind::Slow | CallKind::ProbeSingle
+        ) {
+            tally.max_late = tally.max_late.max(took.saturating_sub(r.deadline));
+        }
         if took > r.deadline + DETECTION_BOUND {
             run.violations.push(format!(
                 "call ended {took:?} after its start, deadline {:?} + detection bound {DETECTION_BOUND:?}: {r:?}",
@@ -1227,8 +1411,17 @@ fn run_plan(plan: &Plan) -> (Tally, Vec<String>, Vec<String>) {
             ));
         }
         let slack = match r.kind {
-            CallKind::Single | CallKind::Slow | CallKind::ProbeSingle => SINGLE_SLACK,
-            CallKind::Stream | CallKind::ProbeStream => MAX_THINK + SINGLE_SLACK,
+            CallKind::Single
+            | CallKind::Slow
+            | CallKind::Abandoned
+            | CallKind::Split
+            | CallKind::ProbeSingle
+            | CallKind::ProbeStream => SINGLE_SLACK,
+            // A pause in progress when the deadline passes.
+            CallKind::Stream => MAX_THINK + SINGLE_SLACK,
+            // Items buffered before the deadline are still delivered (at most the output
+            // capacity of 3), each followed by a pause, plus the pause in progress.
+            CallKind::Count => 4 * MAX_THINK + SINGLE_SLACK,
         };
         if took > r.deadline + slack {
             run.violations.push(format!(
@@ -1310,7 +1503,7 @@ fn run_kind(kind: Kind) {
         }
     }
     println!(
-        "turmoil {kind:?}: {} seeds, {failed} failed; {} calls: {} ok, {} cancelled, {} disconnected, {} deadline, {} aborted by a restart; {} probes; {} sessions replaced; {} reconnects after a heal checked ({} behind a stalled handshake, slowest {:?}); latest end after a deadline {:?}",
+        "turmoil {kind:?}: {} seeds, {failed} failed; {} calls: {} ok, {} cancelled, {} disconnected, {} deadline, {} aborted by a restart; {} probes; {} sessions replaced; {} reconnects after a heal checked ({} behind a stalled handshake, slowest {:?}); latest single request end after its deadline {:?}",
         seeds.len(),
         total.calls,
         total.ok,
