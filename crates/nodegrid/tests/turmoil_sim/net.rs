@@ -177,7 +177,7 @@ impl TurmoilDialer {
     }
 }
 
-/// Counts a connect that did not complete (error or dropped future).
+/// Counts a connect when it completes, fails or is dropped (dial timeout).
 struct ConnectGuard {
     counters: Arc<DialCounters>,
     leaked: Arc<AtomicUsize>,
