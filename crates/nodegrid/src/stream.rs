@@ -229,6 +229,7 @@ pub(crate) async fn open(
         None => 0,
     };
     let pings = timeout.is_none_or(|t| t > cfg.stream_ping_interval);
+    let deadline = timeout.map(|t| Instant::now() + t);
     let mut st = CallerState::new(mux_id, sess.base_flags, in_cap, out_cap, Instant::now());
     let connect = st.connect_msg(handler, deadline_ms, payload, subroute);
     let s = Arc::new(ClientStream {
@@ -248,15 +249,29 @@ pub(crate) async fn open(
     sess.in_flight.fetch_add(1, Ordering::Relaxed);
     ConnCounters::add(&sess.counters().streams_out, 1);
     let handle = Arc::new(CallHandle { s: s.clone() });
-    if sess.out.push_wait(connect).await.is_err() {
-        return Err(Error::Disconnected);
+    // The deadline also bounds the wait for space in a full outbound queue, as for single
+    // requests (§8: a caller gives up when its context ends).
+    let queued = match deadline {
+        Some(d) => tokio::time::timeout_at(d, sess.out.push_wait(connect))
+            .await
+            .ok(),
+        None => Some(sess.out.push_wait(connect).await),
+    };
+    match queued {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return Err(Error::Disconnected),
+        None => {
+            // Never queued, so the callee knows nothing to cancel: forget the entry silently.
+            sess.outgoing.remove(mux_id);
+            return Err(Error::DeadlineExceeded);
+        }
     }
-    if let Some(t) = timeout {
+    if let Some(d) = deadline {
         let s2 = s.clone();
         let sess2 = sess.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep(t) => abort_outgoing(&sess2, &s2, Error::DeadlineExceeded),
+                _ = tokio::time::sleep_until(d) => abort_outgoing(&sess2, &s2, Error::DeadlineExceeded),
                 _ = s2.done.cancelled() => {}
             }
         });
@@ -800,9 +815,14 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
         }
         let outcome = res.clone();
         if let (true, Some(res)) = (finished, res) {
-            // Wait for one more token before the final message, as the reference does.
+            // Wait for one more token before the final message, as the reference does. A
+            // session that ends cancels the token without waking this wait, so watch the
+            // token too.
             let s2 = s.clone();
-            let got = std::future::poll_fn(|cx| poll_token(&s2, cx)).await;
+            let got = tokio::select! {
+                got = std::future::poll_fn(|cx| poll_token(&s2, cx)) => got,
+                _ = cancel.cancelled() => false,
+            };
             if got && sess.incoming_streams.contains(mux) {
                 let mut g = s.inner.lock();
                 let fin = g.st.final_msg(res);

@@ -580,3 +580,107 @@ async fn a_peer_that_hangs_up_before_connect_gets_nothing() {
     assert_eq!(m.connection(&fake).unwrap().stats().handshake_failures, 0);
     m.shutdown();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_deadline_also_bounds_waiting_for_queue_space() {
+    // Found by the turmoil simulation (tests/turmoil_sim.rs): opening a stream waits for space
+    // in a full outbound queue, and its deadline must bound that wait too, as it does for
+    // single requests (§8: a caller gives up when its context ends).
+    let mut cfg = GridConfig::default();
+    cfg.outbound_queue = 1;
+    let (net, c, _) = mem_cluster(2, cfg).await;
+    let a = c.conn(0, 1);
+    // Node 1 stops reading: the writer blocks on a full pipe and the queue fills up.
+    net.hold(&c.hosts[0], &c.hosts[1], true);
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let a = a.clone();
+        calls.push(tokio::spawn(async move {
+            a.request(ECHO, Bytes::from(vec![3u8; 64 * 1024])).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.stats().outbound_queue, 1, "{:?}", a.stats());
+    let t0 = Instant::now();
+    let r = a
+        .open_stream(
+            IDLE,
+            None,
+            StreamOptions::new().timeout(Duration::from_secs(1)),
+        )
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(r.unwrap_err(), Error::DeadlineExceeded, "after {took:?}");
+    assert!(
+        took <= Duration::from_millis(1_050),
+        "gave up after {took:?}"
+    );
+    // The blocked write then ends the session; every request fails.
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap_err(), Error::Disconnected);
+    }
+    net.hold(&c.hosts[0], &c.hosts[1], false);
+    a.wait_connected(Duration::from_secs(60)).await.unwrap();
+    c.conn(1, 0)
+        .wait_connected(Duration::from_secs(60))
+        .await
+        .unwrap();
+    c.assert_no_muxes().await;
+    c.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_stream_handler_waiting_for_a_credit_ends_with_its_session() {
+    // Found by the turmoil simulation: a stream handler that returned while the caller had no
+    // credit left waits for one more credit before its final message; when the session ended
+    // meanwhile, that wait was never woken and the handler's task (holding the dead session)
+    // stayed forever.
+    const ONE: u8 = 63;
+    let (_net, c, _) = mem_cluster(2, GridConfig::default()).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    c.nodes[1]
+        .register_stream(
+            ONE,
+            StreamSpec::new().in_capacity(0).out_capacity(1),
+            move |_ctx: StreamContext, _i: StreamInput, o: StreamOutput| {
+                let d = d.clone();
+                async move {
+                    o.send(Bytes::from_static(b"only")).await.ok();
+                    d.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            },
+        )
+        .unwrap();
+    let a = c.conn(0, 1);
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    // The caller never reads: the handler's one item uses the only credit.
+    let s = a
+        .open_stream(ONE, None, StreamOptions::new().capacities(0, 1))
+        .await
+        .unwrap();
+    wait_for("handler returned", Duration::from_secs(5), || {
+        done.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    c.conn(1, 0).kill_session();
+    drop(s);
+    a.wait_connected(Duration::from_secs(30)).await.unwrap();
+    c.conn(1, 0)
+        .wait_connected(Duration::from_secs(30))
+        .await
+        .unwrap();
+    c.assert_no_muxes().await;
+    // Same sessions and dial loops as before, nothing else.
+    wait_for("no task left behind", Duration::from_secs(10), || {
+        tasks() == before
+    })
+    .await;
+    c.shutdown();
+}

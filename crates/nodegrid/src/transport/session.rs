@@ -171,7 +171,8 @@ impl Session {
             t.cancel();
         }
         for s in self.incoming_streams.close_and_drain() {
-            s.cancel_token().cancel();
+            // Cancels and wakes whatever the handler task waits on (input, a credit).
+            s.abort();
         }
         // The connection's state says why this session ended before the token wakes the dial
         // loop, so a quick redial failure is not overwritten by this older reason.
