@@ -562,10 +562,6 @@ pub(crate) struct ServerStream {
 }
 
 impl ServerStream {
-    pub(crate) fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
     /// Cancels the handler and wakes anything it waits on.
     pub(crate) fn abort(&self) {
         self.cancel.cancel();
