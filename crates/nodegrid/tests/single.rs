@@ -493,16 +493,18 @@ async fn two_grids_on_different_routes_are_independent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_fails_in_flight_calls_and_the_peer_sees_the_disconnect() {
-    let cancelled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = cancelled.clone();
+    let started = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let (st, seen) = (started.clone(), cancelled.clone());
     let c = cluster(2, GridConfig::default(), move |m| {
         setup(m);
-        let seen = seen.clone();
+        let (st, seen) = (st.clone(), seen.clone());
         m.register_single(21, move |r: Request| {
-            let seen = seen.clone();
+            let (st, seen) = (st.clone(), seen.clone());
             async move {
+                st.fetch_add(1, Ordering::SeqCst);
                 r.cancel.cancelled().await;
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                seen.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, RemoteError>(Bytes::new())
             }
         })
@@ -515,8 +517,9 @@ async fn shutdown_fails_in_flight_calls_and_the_peer_sees_the_disconnect() {
     let (o2, i2) = (out.clone(), inc.clone());
     let outgoing = tokio::spawn(async move { o2.request(21, "x").await });
     let incoming = tokio::spawn(async move { i2.request(21, "y").await });
-    wait_for("both calls in flight", Duration::from_secs(10), || {
-        out.mux_counts().outgoing == 1 && inc.mux_counts().outgoing == 1
+    // Both handlers running (not just both requests sent), so both can be cancelled.
+    wait_for("both handlers running", Duration::from_secs(10), || {
+        started.load(Ordering::SeqCst) == 2
     })
     .await;
     c.nodes[0].shutdown();
@@ -535,7 +538,7 @@ async fn shutdown_fails_in_flight_calls_and_the_peer_sees_the_disconnect() {
     assert_eq!(r.unwrap_err(), Error::Disconnected);
     // Both handlers (one on each node) were cancelled.
     wait_for("handlers cancelled", Duration::from_secs(5), || {
-        cancelled.load(std::sync::atomic::Ordering::SeqCst) == 2
+        cancelled.load(Ordering::SeqCst) == 2
     })
     .await;
     assert!(matches!(out.state(), nodegrid::ConnState::Shutdown));
