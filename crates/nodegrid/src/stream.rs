@@ -811,14 +811,11 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
         }
         let outcome = res.clone();
         if let (true, Some(res)) = (finished, res) {
-            // Wait for one more token before the final message, as the reference does. A
-            // session that ends cancels the token without waking this wait, so watch the
-            // token too.
+            // Wait for one more token before the final message, as the reference does. The
+            // token is only ever cancelled through `ServerStream::abort` (also by the session's
+            // end), which wakes this wait.
             let s2 = s.clone();
-            let got = tokio::select! {
-                got = std::future::poll_fn(|cx| poll_token(&s2, cx)) => got,
-                _ = cancel.cancelled() => false,
-            };
+            let got = std::future::poll_fn(|cx| poll_token(&s2, cx)).await;
             if got && sess.incoming_streams.contains(mux) {
                 let mut g = s.inner.lock();
                 let fin = g.st.final_msg(res);

@@ -583,6 +583,16 @@ async fn writer_task(sess: Arc<Session>, mut w: BoxWrite) {
     let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
 }
 
+/// Runs `f` for at most `limit`; `None` if it did not finish. A future that is ready at once
+/// (a socket with room, the usual case) costs no timer.
+async fn bounded<F: Future>(limit: Duration, f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    if let Some(r) = f.as_mut().now_or_never() {
+        return Some(r);
+    }
+    tokio::time::timeout(limit, f).await.ok()
+}
+
 struct FrameWriter {
     role: Role,
     single: BytesMut,
@@ -616,17 +626,17 @@ impl FrameWriter {
         let blocked = || format!("write blocked for more than {:?}", self.write_timeout);
         let mut off = 0;
         while off < bytes.len() {
-            match tokio::time::timeout(self.write_timeout, w.write(&bytes[off..])).await {
-                Ok(Ok(0)) => return Err("write: connection closed".to_string()),
-                Ok(Ok(n)) => off += n,
-                Ok(Err(e)) => return Err(format!("write: {e}")),
-                Err(_) => return Err(blocked()),
+            match bounded(self.write_timeout, w.write(&bytes[off..])).await {
+                Some(Ok(0)) => return Err("write: connection closed".to_string()),
+                Some(Ok(n)) => off += n,
+                Some(Err(e)) => return Err(format!("write: {e}")),
+                None => return Err(blocked()),
             }
         }
-        match tokio::time::timeout(self.write_timeout, w.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write: {e}")),
-            Err(_) => Err(blocked()),
+        match bounded(self.write_timeout, w.flush()).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(format!("write: {e}")),
+            None => Err(blocked()),
         }
     }
 
@@ -691,12 +701,8 @@ async fn housekeeping(sess: Arc<Session>) {
     loop {
         tokio::select! {
             biased;
-            _ = sess.cancel.cancelled() => {
-                // The session's own end (a no-op then) or the manager's shutdown, whose token
-                // is the parent: end the session, which stops the reader and the writer.
-                sess.end("node shutting down");
-                return;
-            }
+            // The session ended (the reader and writer see the same token and end it).
+            _ = sess.cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         let now = Instant::now();
@@ -751,24 +757,20 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
     }
 }
 
-/// Writes the liveness items queued so far, each in its own frame.
-async fn write_urgent(
+/// Writes one item in a frame of its own.
+async fn write_one(
     sess: &Arc<Session>,
     w: &mut BoxWrite,
     fw: &mut FrameWriter,
-    urgent: &mut Vec<Outbound>,
+    item: &Outbound,
 ) -> Result<(), String> {
-    sess.out.take_urgent(urgent);
-    for item in urgent.drain(..) {
-        match item {
-            Outbound::WsPong(p) => {
-                let f = ws::pong_frame(&p, fw.mask());
-                fw.write(w, &f).await?;
-            }
-            Outbound::Msg(m) => fw.write_single(sess, w, &m).await?,
+    match item {
+        Outbound::WsPong(p) => {
+            let f = ws::pong_frame(p, fw.mask());
+            fw.write(w, &f).await
         }
+        Outbound::Msg(m) => fw.write_single(sess, w, m).await,
     }
-    Ok(())
 }
 
 async fn write_batch(
@@ -778,17 +780,21 @@ async fn write_batch(
     batch: &mut VecDeque<Outbound>,
     urgent: &mut Vec<Outbound>,
 ) -> Result<(), String> {
-    // Liveness first, then again before every frame of data.
-    write_urgent(sess, w, fw, urgent).await?;
-    while let Some(item) = batch.pop_front() {
-        write_urgent(sess, w, fw, urgent).await?;
+    loop {
+        // Liveness items go first, before every frame of data (one atomic load when none).
+        sess.out.take_urgent(urgent);
+        for item in urgent.drain(..) {
+            write_one(sess, w, fw, &item).await?;
+        }
+        let Some(item) = batch.pop_front() else {
+            return Ok(());
+        };
         let m = match item {
-            Outbound::WsPong(p) => {
-                let f = ws::pong_frame(&p, fw.mask());
-                fw.write(w, &f).await?;
+            Outbound::Msg(m) => m,
+            pong => {
+                write_one(sess, w, fw, &pong).await?;
                 continue;
             }
-            Outbound::Msg(m) => m,
         };
         let pair_fits = match batch.front() {
             Some(Outbound::Msg(n)) => {
@@ -812,7 +818,6 @@ async fn write_batch(
         }
         fw.write_merged(sess, w).await?;
     }
-    Ok(())
 }
 
 /// Allocates the next mux ID for a call on this connection.
