@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -34,6 +34,14 @@ use tokio_util::sync::CancellationToken;
 /// How often the session checks its streams for pings and liveness.
 pub(crate) fn check_interval(cfg: &GridConfig) -> Duration {
     cfg.stream_ping_interval
+}
+
+/// Stores the task's waker in `slot`, without a clone when the same task is already there.
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
 }
 
 fn wake(w: &mut Option<Waker>) {
@@ -333,7 +341,7 @@ fn poll_send(s: &ClientStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Resul
             Poll::Ready(Ok(()))
         }
         Ok(None) => {
-            g.credit_waker = Some(cx.waker().clone());
+            park(&mut g.credit_waker, cx);
             Poll::Pending
         }
         Err(e) => Poll::Ready(Err(e)),
@@ -366,7 +374,7 @@ fn poll_item(s: &ClientStream, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes
         g.finished = true;
         return Poll::Ready(None);
     }
-    g.item_waker = Some(cx.waker().clone());
+    park(&mut g.item_waker, cx);
     Poll::Pending
 }
 
@@ -556,6 +564,9 @@ pub(crate) struct CalleeInner {
 pub(crate) struct ServerStream {
     pub(crate) inner: Mutex<CalleeInner>,
     cancel: CancellationToken,
+    /// Set by `abort` before the token fires: the per-item checks read this atomic instead of
+    /// the token (whose check takes a lock).
+    aborted: AtomicBool,
     sess: Arc<Session>,
     /// Whether the callee liveness check applies (DeadlineMS 0 or > 60 s, §6.8).
     watch_liveness: bool,
@@ -564,6 +575,7 @@ pub(crate) struct ServerStream {
 impl ServerStream {
     /// Cancels the handler and wakes anything it waits on.
     pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
         self.cancel.cancel();
         let mut g = self.inner.lock();
         wake(&mut g.input_waker);
@@ -602,7 +614,7 @@ impl std::fmt::Debug for StreamInput {
 
 fn poll_input(s: &ServerStream, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
     let mut g = s.inner.lock();
-    if s.cancel.is_cancelled() {
+    if s.aborted.load(Ordering::Acquire) {
         return Poll::Ready(None);
     }
     if let Some((item, unblock)) = g.st.pop_input() {
@@ -612,7 +624,7 @@ fn poll_input(s: &ServerStream, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
     if g.st.input_closed {
         return Poll::Ready(None);
     }
-    g.input_waker = Some(cx.waker().clone());
+    park(&mut g.input_waker, cx);
     Poll::Pending
 }
 
@@ -649,7 +661,7 @@ impl std::fmt::Debug for StreamOutput {
 
 fn poll_output(s: &ServerStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Result<(), Error>> {
     let mut g = s.inner.lock();
-    if s.cancel.is_cancelled() {
+    if s.aborted.load(Ordering::Acquire) {
         return Poll::Ready(Err(Error::Cancelled));
     }
     match g.st.output_msg(item) {
@@ -658,7 +670,7 @@ fn poll_output(s: &ServerStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Res
             Poll::Ready(Ok(()))
         }
         None => {
-            g.token_waker = Some(cx.waker().clone());
+            park(&mut g.token_waker, cx);
             Poll::Pending
         }
     }
@@ -666,13 +678,13 @@ fn poll_output(s: &ServerStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Res
 
 fn poll_token(s: &ServerStream, cx: &mut Context<'_>) -> Poll<bool> {
     let mut g = s.inner.lock();
-    if s.cancel.is_cancelled() {
+    if s.aborted.load(Ordering::Acquire) {
         return Poll::Ready(false);
     }
     if g.st.tokens > 0 {
         return Poll::Ready(true);
     }
-    g.token_waker = Some(cx.waker().clone());
+    park(&mut g.token_waker, cx);
     Poll::Pending
 }
 
@@ -732,6 +744,7 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
             token_waker: None,
         }),
         cancel: cancel.clone(),
+        aborted: AtomicBool::new(false),
         sess: sess.clone(),
         watch_liveness: m.deadline_ms == 0 || m.deadline_ms > 60_000,
     });
@@ -911,7 +924,7 @@ pub(crate) fn on_ping(sess: &Arc<Session>, m: Message) {
             if let Err(text) = g.st.on_ping(&m, Instant::now()) {
                 pong.err = Some(text.clone());
                 failed = Some(text);
-            } else if s.cancel.is_cancelled() {
+            } else if s.aborted.load(Ordering::Acquire) {
                 pong.err = Some("context canceled".to_string());
             }
         }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
 /// One item for the writer.
@@ -35,7 +36,8 @@ struct Inner {
     /// Liveness traffic, written before anything in `q`.
     urgent: VecDeque<Outbound>,
     closed: bool,
-    writer_waiting: bool,
+    /// The writer's waker while it waits for items (taken and woken by the next push).
+    writer: Option<Waker>,
     producers_waiting: bool,
 }
 
@@ -43,7 +45,6 @@ pub(crate) struct OutQueue {
     inner: Mutex<Inner>,
     /// Whether `urgent` may be non-empty (checked by the writer without the lock).
     has_urgent: AtomicBool,
-    data: Notify,
     space: Notify,
     capacity: usize,
 }
@@ -55,11 +56,10 @@ impl OutQueue {
                 q: VecDeque::new(),
                 urgent: VecDeque::new(),
                 closed: false,
-                writer_waiting: false,
+                writer: None,
                 producers_waiting: false,
             }),
             has_urgent: AtomicBool::new(false),
-            data: Notify::new(),
             space: Notify::new(),
             capacity: capacity.max(1),
         }
@@ -73,9 +73,10 @@ impl OutQueue {
         }
         inner.urgent.push_back(item);
         self.has_urgent.store(true, Ordering::Release);
-        if inner.writer_waiting {
-            inner.writer_waiting = false;
-            self.data.notify_one();
+        let w = inner.writer.take();
+        drop(inner);
+        if let Some(w) = w {
+            w.wake();
         }
         Ok(())
     }
@@ -90,12 +91,10 @@ impl OutQueue {
         out.extend(inner.urgent.drain(..));
     }
 
-    fn push_locked(&self, inner: &mut Inner, item: Outbound) {
+    /// Queues `item`; returns the writer's waker if it was waiting (to wake after unlocking).
+    fn push_locked(inner: &mut Inner, item: Outbound) -> Option<Waker> {
         inner.q.push_back(item);
-        if inner.writer_waiting {
-            inner.writer_waiting = false;
-            self.data.notify_one();
-        }
+        inner.writer.take()
     }
 
     /// Queues a control item without waiting for space.
@@ -104,7 +103,11 @@ impl OutQueue {
         if inner.closed {
             return Err(Closed);
         }
-        self.push_locked(&mut inner, item);
+        let w = Self::push_locked(&mut inner, item);
+        drop(inner);
+        if let Some(w) = w {
+            w.wake();
+        }
         Ok(())
     }
 
@@ -120,8 +123,10 @@ impl OutQueue {
                     return Err(Closed);
                 }
                 if inner.q.len() < self.capacity {
-                    if let Some(it) = item.take() {
-                        self.push_locked(&mut inner, it);
+                    let w = item.take().and_then(|it| Self::push_locked(&mut inner, it));
+                    drop(inner);
+                    if let Some(w) = w {
+                        w.wake();
                     }
                     return Ok(());
                 }
@@ -132,21 +137,23 @@ impl OutQueue {
         }
     }
 
+    /// Ready when the queue is non-empty or closed; otherwise registers the (single) writer's
+    /// waker, which the next push or `close` wakes. One lock, no allocation per wait.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.inner.lock();
+        if !inner.q.is_empty() || !inner.urgent.is_empty() || inner.closed {
+            return Poll::Ready(());
+        }
+        match &mut inner.writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// Waits until the queue is non-empty or closed.
     pub(crate) async fn ready(&self) {
-        loop {
-            let notified = self.data.notified();
-            tokio::pin!(notified);
-            {
-                let mut inner = self.inner.lock();
-                if !inner.q.is_empty() || !inner.urgent.is_empty() || inner.closed {
-                    return;
-                }
-                inner.writer_waiting = true;
-                notified.as_mut().enable();
-            }
-            notified.await;
-        }
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 
     /// Moves everything queued into `out`. Returns false once the queue is closed.
@@ -173,9 +180,12 @@ impl OutQueue {
         inner.closed = true;
         inner.q.clear();
         inner.urgent.clear();
+        let w = inner.writer.take();
         drop(inner);
         self.space.notify_waiters();
-        self.data.notify_one();
+        if let Some(w) = w {
+            w.wake();
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

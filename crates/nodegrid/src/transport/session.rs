@@ -19,12 +19,14 @@ use crate::wire::{
     Op, PingPayload, PongPayload,
 };
 use bytes::{Bytes, BytesMut};
+use futures::task::AtomicWaker;
 use futures::FutureExt;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -94,6 +96,9 @@ pub(crate) struct Session {
     /// Nanoseconds after `started` of the last connection-level pong.
     last_pong_ns: AtomicU64,
     ended: AtomicBool,
+    /// The reader's waker while it waits for bytes, woken by `end` (cheaper to poll per read
+    /// than the token, which takes two locks per poll).
+    reader_waker: AtomicWaker,
     /// Single-request handlers running for the peer.
     pub(crate) running: AtomicUsize,
     /// Our calls in flight (singles and streams), for adaptive write batching.
@@ -136,6 +141,7 @@ impl Session {
             started: Instant::now(),
             last_pong_ns: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            reader_waker: AtomicWaker::new(),
             running: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             peer_instance,
@@ -177,6 +183,7 @@ impl Session {
         // The connection's state says why this session ended before the token wakes the dial
         // loop, so a quick redial failure is not overwritten by this older reason.
         self.conn.session_ended(self, reason);
+        self.reader_waker.wake();
         self.cancel.cancel();
     }
 
@@ -239,6 +246,20 @@ async fn reader_loop(
 ) -> Result<(), String> {
     let limits = sess.limits();
     let mut dec = FrameDecoder::new(sess.role, limits.max_frame_size());
+    // Ready once the session has ended (`end` wakes the registered reader).
+    let ended = || {
+        std::future::poll_fn(|cx| {
+            if sess.is_ended() {
+                return Poll::Ready(());
+            }
+            sess.reader_waker.register(cx.waker());
+            if sess.is_ended() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    };
     loop {
         match dec.decode(&mut buf) {
             Err(e) => {
@@ -258,14 +279,17 @@ async fn reader_loop(
                 if buf.capacity() - buf.len() < n {
                     buf.reserve(n.max(READ_CHUNK));
                 }
+                if sess.is_ended() {
+                    return Ok(());
+                }
                 tokio::select! {
                     biased;
-                    _ = sess.cancel.cancelled() => return Ok(()),
                     res = r.read_buf(&mut buf) => match res {
                         Ok(0) => return Err("connection closed by peer".to_string()),
                         Ok(_) => {}
                         Err(e) => return Err(format!("read: {e}")),
-                    }
+                    },
+                    _ = ended() => return Ok(()),
                 }
             }
         }
@@ -701,8 +725,12 @@ async fn housekeeping(sess: Arc<Session>) {
     loop {
         tokio::select! {
             biased;
-            // The session ended (the reader and writer see the same token and end it).
-            _ = sess.cancel.cancelled() => return,
+            // The session ended, or the manager is shutting down (the token is a child of
+            // the shutdown token): end it, which stops the reader and the writer.
+            _ = sess.cancel.cancelled() => {
+                sess.end("shutting down");
+                return;
+            }
             _ = tick.tick() => {}
         }
         let now = Instant::now();
@@ -739,12 +767,10 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
     let mut batch: VecDeque<Outbound> = VecDeque::new();
     let mut urgent: Vec<Outbound> = Vec::new();
     loop {
-        // Timers live in the housekeeping task, so each wake-up of the writer polls no timer.
-        tokio::select! {
-            biased;
-            _ = sess.cancel.cancelled() => return Ok(()),
-            _ = sess.out.ready() => {}
-        }
+        // Timers live in the housekeeping task, so each wake-up of the writer polls no timer,
+        // nor a token: the session's end closes the queue, which wakes the writer, and then
+        // `drain_into` says so.
+        sess.out.ready().await;
         // Let other ready tasks queue their messages first when many calls are active: more
         // messages per write at high concurrency, no added latency for a lone call.
         if sess.activity() > 1 {
