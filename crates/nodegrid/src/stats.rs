@@ -3,32 +3,62 @@
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Live counters of one connection (atomics, updated on the hot path).
+/// A zero-sized field that starts the next field on a fresh 128-byte line (`repr(C)` keeps
+/// the declared order).
+#[derive(Default, Debug, Clone, Copy)]
+#[repr(align(128))]
+pub(crate) struct LineBreak;
+
+/// A value on cache lines of its own, for state that threads update concurrently.
 #[derive(Default, Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Live counters of one connection (atomics, updated on the hot path).
+///
+/// Grouped by who writes them, one cache-line group each: the session's reader, its writer,
+/// and the callers (on any thread). Counters written from different threads on one line
+/// would make every update a cache miss for the others.
+#[derive(Default, Debug)]
+#[repr(C)]
 pub(crate) struct ConnCounters {
-    pub connects: AtomicU64,
-    pub reconnects: AtomicU64,
+    // The reader.
     pub msgs_in: AtomicU64,
-    pub msgs_out: AtomicU64,
     pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub ws_messages_out: AtomicU64,
-    pub requests_out: AtomicU64,
     pub requests_in: AtomicU64,
-    pub streams_out: AtomicU64,
     pub streams_in: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub rejected_over_limit: AtomicU64,
     pub last_rtt_ns: AtomicU64,
     pub max_rtt_ns: AtomicU64,
     pub last_pong_unix_ms: AtomicU64,
-    pub last_connect_unix_ms: AtomicU64,
+    _reader_end: LineBreak,
+    // The writer.
+    pub msgs_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub ws_messages_out: AtomicU64,
+    _writer_end: LineBreak,
+    // The callers.
+    pub requests_out: AtomicU64,
+    pub streams_out: AtomicU64,
     pub err_disconnected: AtomicU64,
     pub err_remote: AtomicU64,
     pub err_deadline: AtomicU64,
     pub err_cancelled: AtomicU64,
     pub err_other: AtomicU64,
+    _callers_end: LineBreak,
+    // Rare: connection attempts.
+    pub connects: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub last_connect_unix_ms: AtomicU64,
     pub handshake_failures: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub rejected_over_limit: AtomicU64,
 }
 
 impl ConnCounters {

@@ -5,6 +5,7 @@
 //! inserts then fail, which closes the race between "check connected" and "register call"
 //! (PROTOCOL.md §11 item 13) without a global lock.
 
+use crate::stats::Padded;
 use crate::wire::MuxId;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -46,18 +47,20 @@ pub(crate) enum InsertError {
     Duplicate,
 }
 
+/// Each shard is on cache lines of its own: callers on different threads lock neighbouring
+/// shards at once, and sharing a line would make them contend anyway.
 pub(crate) struct MuxTable<V> {
-    shards: [Mutex<Shard<V>>; SHARDS],
+    shards: [Padded<Mutex<Shard<V>>>; SHARDS],
 }
 
 impl<V> Default for MuxTable<V> {
     fn default() -> Self {
         MuxTable {
             shards: std::array::from_fn(|_| {
-                Mutex::new(Shard {
+                Padded(Mutex::new(Shard {
                     map: Map::default(),
                     closed: false,
-                })
+                }))
             }),
         }
     }
@@ -66,7 +69,7 @@ impl<V> Default for MuxTable<V> {
 impl<V> MuxTable<V> {
     fn shard(&self, id: MuxId) -> &Mutex<Shard<V>> {
         // Low bits of sequential IDs spread evenly over the shards.
-        &self.shards[(id as usize) % SHARDS]
+        &self.shards[(id as usize) % SHARDS].0
     }
 
     pub(crate) fn insert(&self, id: MuxId, v: V) -> Result<(), InsertError> {
@@ -100,7 +103,7 @@ impl<V> MuxTable<V> {
     pub(crate) fn close_and_drain(&self) -> Vec<V> {
         let mut out = Vec::new();
         for s in &self.shards {
-            let mut s = s.lock();
+            let mut s = s.0.lock();
             s.closed = true;
             out.extend(s.map.drain().map(|(_, v)| v));
         }
@@ -111,7 +114,7 @@ impl<V> MuxTable<V> {
     pub(crate) fn take_if(&self, mut pred: impl FnMut(&V) -> bool) -> Vec<(MuxId, V)> {
         let mut out = Vec::new();
         for s in &self.shards {
-            let mut s = s.lock();
+            let mut s = s.0.lock();
             if s.map.is_empty() {
                 continue;
             }
@@ -133,14 +136,14 @@ impl<V> MuxTable<V> {
     /// Calls `f` on every entry (one shard locked at a time).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
         for s in &self.shards {
-            for v in s.lock().map.values() {
+            for v in s.0.lock().map.values() {
                 f(v);
             }
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map.len()).sum()
+        self.shards.iter().map(|s| s.0.lock().map.len()).sum()
     }
 }
 

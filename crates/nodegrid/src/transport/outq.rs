@@ -41,6 +41,8 @@ struct Inner {
     producers_waiting: bool,
 }
 
+/// Aligned to a cache line: its lock is the most contended word of a session.
+#[repr(align(128))]
 pub(crate) struct OutQueue {
     inner: Mutex<Inner>,
     /// Whether `urgent` may be non-empty (checked by the writer without the lock).

@@ -12,7 +12,7 @@ use crate::connection::ConnShared;
 use crate::error::{Error, RemoteError};
 use crate::handler::{invalid_handler_text, Request};
 use crate::proto::muxtable::MuxTable;
-use crate::stats::ConnCounters;
+use crate::stats::{ConnCounters, Padded};
 use crate::stream::{self, ClientStream, ServerStream};
 use crate::wire::{
     split_frame, Flags, GridTime, Limits, MergedBuilder, Message, MuxConnectErrorPayload, MuxId,
@@ -100,9 +100,10 @@ pub(crate) struct Session {
     /// than the token, which takes two locks per poll).
     reader_waker: AtomicWaker,
     /// Single-request handlers running for the peer.
-    pub(crate) running: AtomicUsize,
-    /// Our calls in flight (singles and streams), for adaptive write batching.
-    pub(crate) in_flight: AtomicUsize,
+    pub(crate) running: Padded<AtomicUsize>,
+    /// Our calls in flight (singles and streams), for adaptive write batching (updated by
+    /// callers on every thread, so on a line of its own).
+    pub(crate) in_flight: Padded<AtomicUsize>,
     pub(crate) peer_instance: [u8; 16],
 }
 
@@ -142,8 +143,8 @@ impl Session {
             last_pong_ns: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             reader_waker: AtomicWaker::new(),
-            running: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
+            running: Padded(AtomicUsize::new(0)),
+            in_flight: Padded(AtomicUsize::new(0)),
             peer_instance,
         });
         conn.install(&sess);
