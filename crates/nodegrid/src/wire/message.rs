@@ -174,14 +174,21 @@ impl Message {
         let flags = self.wire_flags();
         buf.reserve(self.encoded_len());
         let start = buf.len();
-        buf.put_u8(0x97);
-        msgpack::put_uint(buf, self.mux_id);
-        msgpack::put_uint(buf, self.seq as u64);
-        msgpack::put_uint(buf, self.deadline_ms as u64);
-        msgpack::put_uint(buf, self.handler as u64);
-        msgpack::put_uint(buf, self.op.as_u8() as u64);
-        msgpack::put_uint(buf, flags.0 as u64);
-        msgpack::put_bin(buf, &self.payload);
+        // The header goes through a stack buffer and into `buf` in one copy: at most
+        // 1 + 6 × 9 (array marker, six uints) + 5 (bin header) = 60 bytes.
+        let mut hdr = [0u8; 64];
+        let mut w: &mut [u8] = &mut hdr[..];
+        w.put_u8(0x97);
+        msgpack::put_uint(&mut w, self.mux_id);
+        msgpack::put_uint(&mut w, self.seq as u64);
+        msgpack::put_uint(&mut w, self.deadline_ms as u64);
+        msgpack::put_uint(&mut w, self.handler as u64);
+        msgpack::put_uint(&mut w, self.op.as_u8() as u64);
+        msgpack::put_uint(&mut w, flags.0 as u64);
+        msgpack::put_bin_header(&mut w, self.payload.len());
+        let n = 64 - w.len();
+        buf.put_slice(&hdr[..n]);
+        buf.put_slice(&self.payload);
         if let Some(s) = &self.subroute {
             buf.put_slice(&s.0);
         }
