@@ -100,6 +100,13 @@ impl<'a> Reader<'a> {
 
     /// Reads a non-negative integer that must fit in `max`.
     pub(crate) fn uint(&mut self, field: &'static str, max: u64) -> Result<u64, DecodeError> {
+        // Fast path: a positive fixint (most tuple fields on the wire).
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b <= 0x7f && b as u64 <= max {
+                self.pos += 1;
+                return Ok(b as u64);
+            }
+        }
         let v = self.int(field)?;
         if v < 0 || v > max as i128 {
             return Err(DecodeError::IntOutOfRange { field, value: v });
