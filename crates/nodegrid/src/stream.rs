@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use parking_lot::Mutex;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -44,10 +45,42 @@ fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
     }
 }
 
+thread_local! {
+    /// Set while this thread's session reader handles one frame: see [`deferring_wakes`].
+    static DEFERRING: Cell<bool> = const { Cell::new(false) };
+    static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
 fn wake(w: &mut Option<Waker>) {
     if let Some(w) = w.take() {
-        w.wake();
+        if DEFERRING.with(Cell::get) {
+            DEFERRED.with(|d| d.borrow_mut().push(w));
+        } else {
+            w.wake();
+        }
     }
+}
+
+/// Runs `f` (the reader handling one frame) with stream wake-ups held until it returns.
+///
+/// A merged frame carries items for many streams. Woken at once, each consumer would run on
+/// the other worker while the reader still fills its buffer, and the two would contend for
+/// the stream's lock and the outbound queue item by item; woken at the end, each consumer
+/// takes all of its items from the frame in one go.
+pub(crate) fn deferring_wakes<R>(f: impl FnOnce() -> R) -> R {
+    struct Flush;
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            DEFERRING.with(|d| d.set(false));
+            let wakers = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+            for w in wakers {
+                w.wake();
+            }
+        }
+    }
+    DEFERRING.with(|d| d.set(true));
+    let _flush = Flush;
+    f()
 }
 
 /// How many credits a sender blocked on flow control waits for before it is woken: a

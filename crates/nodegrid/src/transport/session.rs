@@ -269,7 +269,7 @@ async fn reader_loop(
             }
             Ok(Ok(WsEvent::Binary(b))) => {
                 ConnCounters::add(&sess.counters().bytes_in, b.len() as u64);
-                handle_frame(sess, b, &limits)?;
+                stream::deferring_wakes(|| handle_frame(sess, b, &limits))?;
             }
             Ok(Ok(WsEvent::Text(_))) | Ok(Ok(WsEvent::Pong)) => {}
             Ok(Ok(WsEvent::Ping(p))) => {
