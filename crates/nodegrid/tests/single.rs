@@ -306,6 +306,17 @@ async fn killed_session_fails_blocked_call_and_reconnects() {
     c.shutdown();
 }
 
+struct PanicsInCall;
+
+impl nodegrid::handler::SingleHandler for PanicsInCall {
+    fn call(
+        &self,
+        _req: Request,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, RemoteError>> {
+        panic!("boom in call")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_handler_is_a_remote_error() {
     let c = cluster(2, GridConfig::default(), |m| {
@@ -316,6 +327,8 @@ async fn panicking_handler_is_a_remote_error() {
             Ok::<_, RemoteError>(Bytes::new())
         })
         .unwrap();
+        // A handler that panics in `call` itself, before it returns a future.
+        m.register_single(23, PanicsInCall).unwrap();
         m.register_single(
             ECHO,
             |r: Request| async move { Ok::<_, RemoteError>(r.bytes()) },
@@ -328,6 +341,11 @@ async fn panicking_handler_is_a_remote_error() {
     assert_eq!(
         e.remote_text(),
         Some("handleMessages: panic recovered: kaboom")
+    );
+    let e = conn.request(23, "x").await.unwrap_err();
+    assert_eq!(
+        e.remote_text(),
+        Some("handleMessages: panic recovered: boom in call")
     );
     assert_eq!(
         &conn.request(ECHO, "still up").await.unwrap()[..],

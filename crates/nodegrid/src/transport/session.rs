@@ -480,14 +480,21 @@ fn callee_request(sess: &Arc<Session>, m: Message) {
         bytes_in: m.payload.len() as u64,
         tracked: false,
     };
-    let handler = entry.handler;
-    let mut fut = Box::pin(AssertUnwindSafe(async move { handler.call(req).await }).catch_unwind());
+    // The handler's future is already boxed (and so `Unpin`): wrapped as it is, with a panic
+    // in `call` itself caught as well, there is no second allocation per request.
+    let mut fut = match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(req))) {
+        Ok(f) => AssertUnwindSafe(f).catch_unwind(),
+        Err(p) => {
+            finish_single(sess, &info, Some(single_result(Err(p))));
+            return;
+        }
+    };
     // Fast path: poll once on the reader. A handler that completes without waiting (an echo,
     // an in-memory lookup) is answered at once, with no task spawned, no table entry and no
     // cross-thread wake-up. A handler that waits is registered (so the caller can cancel it)
     // and continues in its own task, which polls it again first.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+    if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
         finish_single(sess, &info, Some(single_result(r)));
         return;
     }
