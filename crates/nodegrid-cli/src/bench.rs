@@ -216,6 +216,10 @@ fn pick<'a>(rng: &mut impl Rng, conns: &'a [Vec<Option<Connection>>]) -> Option<
     row.iter().flatten().nth(k)
 }
 
+/// How long each later slice of an interleaved (`--baseline`) run warms up again: the grid's
+/// connections stay up between slices, the baseline's TCP pair is new.
+const REWARM: Duration = Duration::from_millis(200);
+
 async fn run_mode(
     args: &BenchArgs,
     mode: Mode,
@@ -226,88 +230,144 @@ async fn run_mode(
 ) -> Result<Outcome> {
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
-    let run = Run::new(warmup, duration);
-    let bar = progress(args, run.clone(), mode.name());
-    // REST modes stream their bodies; `body` only carries the size there.
-    let body = if matches!(mode, Mode::RestUpload | Mode::RestDownload) {
-        Bytes::from(vec![0u8; 0]).slice(..0)
-    } else {
-        Bytes::from(vec![0xa5u8; args.payload])
+    let setup = Setup {
+        args,
+        mode,
+        conns,
+        rest,
+        capacity,
     };
-    let rest_size = args.payload as u64;
-    let mut tasks = Vec::new();
-    for w in 0..args.concurrency {
-        let (run, conns, rest, body) = (run.clone(), conns.clone(), rest.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(w as u64 * 7919 + 1);
-            let mut h = new_hist();
-            let mut errors = Vec::new();
-            while !run.done() {
-                if matches!(mode, Mode::RestUpload | Mode::RestDownload) {
-                    let row = &rest[rng.gen_range(0..rest.len())];
-                    if row.is_empty() {
-                        break;
-                    }
-                    let c = &row[rng.gen_range(0..row.len())];
-                    if let Err(e) = rest_call(&run, &mut h, c, mode, rest_size).await {
-                        if errors.len() < 3 {
-                            errors.push(format!("{}: {e}", c.peer()));
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    continue;
-                }
-                let Some(c) = pick(&mut rng, &conns) else {
-                    break;
-                };
-                let r = match mode {
-                    Mode::Single => single_call(&run, &mut h, c, &body).await,
-                    Mode::StreamOut => stream_out(&run, &mut h, c, &body, capacity).await,
-                    Mode::StreamIn => stream_in(&run, &mut h, c, &body, capacity).await,
-                    Mode::StreamBidi => stream_bidi(&run, &mut h, c, &body, capacity).await,
-                    Mode::All | Mode::RestUpload | Mode::RestDownload => Ok(()),
-                };
-                if let Err(e) = r {
-                    if errors.len() < 3 {
-                        errors.push(format!("{}: {e}", c.remote()));
-                    }
-                    // Do not spin on a dead peer.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            (h, errors)
-        }));
+    if !args.baseline {
+        let (run, hist) = setup.grid(warmup, duration, mode.name()).await?;
+        return Ok(Outcome {
+            mode,
+            run,
+            hist,
+            baseline: None,
+            nodes,
+        });
     }
-    let mut hist = new_hist();
-    let mut samples = Vec::new();
-    for t in tasks {
-        let (h, e) = t.await?;
+    // With a baseline, the grid and the baseline take turns in slices of at most a second, so
+    // both see the same machine: on a shared host, load drifts between two back-to-back
+    // five-second runs by more than the differences being measured.
+    let slices = args.duration.ceil().max(1.0) as usize;
+    let slice = duration / slices as u32;
+    let (run, base_run) = (Run::new(warmup, duration), Run::new(warmup, duration));
+    let (mut hist, mut base_hist) = (new_hist(), new_hist());
+    for i in 0..slices {
+        let w = if i == 0 { warmup } else { warmup.min(REWARM) };
+        // The timeline second this slice's measured window falls into (by its middle).
+        let t = ((i as f64 + 0.5) * slice.as_secs_f64()) as usize;
+        let label = format!("{} {}/{slices}", mode.name(), i + 1);
+        let (r, h) = setup.grid(w, slice, &label).await?;
+        run.absorb(&r, t);
         let _ = hist.add(&h);
-        samples.extend(e);
+        let (r, h) = match mode {
+            Mode::Single => baseline::single(args.payload, args.concurrency, w, slice).await?,
+            _ => baseline::one_way(args.payload.max(1), w, slice).await?,
+        };
+        base_run.absorb(&r, t);
+        let _ = base_hist.add(&h);
     }
-    if let Some(b) = bar {
-        let _ = b.await;
-    }
-    for e in samples.iter().take(5) {
-        eprintln!("error sample: {e}");
-    }
-    let baseline = if args.baseline {
-        Some(match mode {
-            Mode::Single => {
-                baseline::single(args.payload, args.concurrency, warmup, duration).await?
-            }
-            _ => baseline::one_way(args.payload.max(1), warmup, duration).await?,
-        })
-    } else {
-        None
-    };
     Ok(Outcome {
         mode,
         run,
         hist,
-        baseline,
+        baseline: Some((base_run, base_hist)),
         nodes,
     })
+}
+
+/// What one grid measurement needs.
+struct Setup<'a> {
+    args: &'a BenchArgs,
+    mode: Mode,
+    conns: Arc<Vec<Vec<Option<Connection>>>>,
+    rest: Arc<Vec<Vec<nodegrid_rest::RestClient>>>,
+    capacity: usize,
+}
+
+impl Setup<'_> {
+    /// Runs the grid workers for `warmup` + `duration`.
+    async fn grid(
+        &self,
+        warmup: Duration,
+        duration: Duration,
+        label: &str,
+    ) -> Result<(Arc<Run>, Histogram<u64>)> {
+        let (args, mode, capacity) = (self.args, self.mode, self.capacity);
+        let run = Run::new(warmup, duration);
+        let bar = progress(args, run.clone(), label);
+        // REST modes stream their bodies; `body` only carries the size there.
+        let body = if matches!(mode, Mode::RestUpload | Mode::RestDownload) {
+            Bytes::new()
+        } else {
+            Bytes::from(vec![0xa5u8; args.payload])
+        };
+        let rest_size = args.payload as u64;
+        let mut tasks = Vec::new();
+        for w in 0..args.concurrency {
+            let (run, conns, rest, body) = (
+                run.clone(),
+                self.conns.clone(),
+                self.rest.clone(),
+                body.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(w as u64 * 7919 + 1);
+                let mut h = new_hist();
+                let mut errors = Vec::new();
+                while !run.done() {
+                    if matches!(mode, Mode::RestUpload | Mode::RestDownload) {
+                        let row = &rest[rng.gen_range(0..rest.len())];
+                        if row.is_empty() {
+                            break;
+                        }
+                        let c = &row[rng.gen_range(0..row.len())];
+                        if let Err(e) = rest_call(&run, &mut h, c, mode, rest_size).await {
+                            if errors.len() < 3 {
+                                errors.push(format!("{}: {e}", c.peer()));
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        continue;
+                    }
+                    let Some(c) = pick(&mut rng, &conns) else {
+                        break;
+                    };
+                    let r = match mode {
+                        Mode::Single => single_call(&run, &mut h, c, &body).await,
+                        Mode::StreamOut => stream_out(&run, &mut h, c, &body, capacity).await,
+                        Mode::StreamIn => stream_in(&run, &mut h, c, &body, capacity).await,
+                        Mode::StreamBidi => stream_bidi(&run, &mut h, c, &body, capacity).await,
+                        Mode::All | Mode::RestUpload | Mode::RestDownload => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        if errors.len() < 3 {
+                            errors.push(format!("{}: {e}", c.remote()));
+                        }
+                        // Do not spin on a dead peer.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                (h, errors)
+            }));
+        }
+        let mut hist = new_hist();
+        let mut samples = Vec::new();
+        for t in tasks {
+            let (h, e) = t.await?;
+            let _ = hist.add(&h);
+            samples.extend(e);
+        }
+        if let Some(b) = bar {
+            let _ = b.await;
+        }
+        for e in samples.iter().take(5) {
+            eprintln!("error sample: {e}");
+        }
+        Ok((run, hist))
+    }
 }
 
 async fn rest_call(

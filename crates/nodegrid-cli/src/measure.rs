@@ -133,6 +133,17 @@ impl Run {
             .collect()
     }
 
+    /// Adds everything `slice` counted to second `t` of this run's timeline (the last second
+    /// if `t` is past it): an interleaved run sums its slices this way.
+    pub fn absorb(&self, slice: &Run, t: usize) {
+        let Some(slot) = self.slots.get(t).or(self.slots.last()) else {
+            return;
+        };
+        let (ops, errors) = slice.totals();
+        slot.ops[shard()].0.fetch_add(ops, Ordering::Relaxed);
+        slot.errors[shard()].0.fetch_add(errors, Ordering::Relaxed);
+    }
+
     pub fn duration(&self) -> Duration {
         self.duration
     }

@@ -63,8 +63,18 @@ fn check_result(v: &Value, mode: &str, baseline: bool) {
         );
     }
     let tl = v["timeline"].as_array().unwrap();
-    assert_eq!(tl.len(), 1, "one timeline entry per measured second");
-    assert_eq!(tl[0]["ops"].as_u64(), v["ops"].as_u64());
+    let secs = v["duration_s"].as_f64().unwrap().ceil() as usize;
+    assert_eq!(
+        tl.len(),
+        secs,
+        "one timeline entry per measured second: {v}"
+    );
+    let sum: u64 = tl.iter().map(|e| e["ops"].as_u64().unwrap()).sum();
+    assert_eq!(Some(sum), v["ops"].as_u64(), "the timeline adds up: {v}");
+    assert!(
+        tl.iter().all(|e| e["ops"].as_u64().unwrap() > 0),
+        "every second counted calls: {v}"
+    );
     if baseline {
         assert!(v["baseline"]["ops_per_sec"].as_f64().unwrap() > 0.0);
         assert!(v["ratio_vs_baseline"].as_f64().unwrap() > 0.0);
@@ -154,6 +164,26 @@ fn bench_json_rest_modes_and_baseline() {
         .unwrap();
     assert!(out.status.success());
     check_result(&parse_lines(&out.stdout)[0], "single", true);
+    // Two seconds: the grid and the baseline take turns in two one-second slices, and each
+    // slice fills its own second of the timeline.
+    let out = bin()
+        .args([
+            "bench",
+            "--mode",
+            "stream-out",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.2",
+            "--json",
+            "--baseline",
+            "--concurrency",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    check_result(&parse_lines(&out.stdout)[0], "stream-out", true);
 }
 
 #[test]
