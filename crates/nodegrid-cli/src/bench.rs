@@ -448,8 +448,9 @@ async fn stream_out(
     // One timer for the whole stream, not one per message.
     let end = tokio::time::sleep(run.remaining() + Duration::from_millis(100));
     tokio::pin!(end);
+    // The loop checks the clock reading of the last message (one read per message).
     let mut last = Instant::now();
-    while !run.done() {
+    while !run.done_at(last) {
         tokio::select! {
             biased;
             item = s.recv() => match item {
@@ -487,8 +488,9 @@ async fn stream_in(
     let end = tokio::time::sleep(run.remaining() + Duration::from_millis(100));
     tokio::pin!(end);
     // Latency is the time between completed sends (one clock read per message).
+    // The loop checks the clock reading of the last message (one read per message).
     let mut last = Instant::now();
-    while !run.done() {
+    while !run.done_at(last) {
         tokio::select! {
             biased;
             r = s.send(body.clone()) => match r {

@@ -59,7 +59,14 @@ impl Run {
 
     /// Whether workers should stop.
     pub fn done(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.start.elapsed() >= self.warmup + self.duration
+        self.done_at(Instant::now())
+    }
+
+    /// [`Run::done`] with the time already read (the stream loops read the clock once per
+    /// message, as the baseline's receiver does).
+    pub fn done_at(&self, now: Instant) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || now.saturating_duration_since(self.start) >= self.warmup + self.duration
     }
 
     pub fn stop(&self) {
