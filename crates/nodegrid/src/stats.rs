@@ -177,3 +177,29 @@ impl ManagerStats {
         self.connections.iter().map(f).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn counters_written_by_different_tasks_are_on_different_cache_lines() {
+        // Reader, writer, callers, then the rare ones: each group starts a new 128-byte line.
+        let groups = [
+            offset_of!(ConnCounters, msgs_in),
+            offset_of!(ConnCounters, msgs_out),
+            offset_of!(ConnCounters, requests_out),
+            offset_of!(ConnCounters, connects),
+        ];
+        for w in groups.windows(2) {
+            assert!(w[1] >= w[0] + 128, "groups overlap a line: {groups:?}");
+            assert_eq!(w[1] % 128, 0, "group not line-aligned: {groups:?}");
+        }
+        // The last fields of each group are still before the next group.
+        assert!(offset_of!(ConnCounters, last_pong_unix_ms) < groups[1]);
+        assert!(offset_of!(ConnCounters, ws_messages_out) < groups[2]);
+        assert!(offset_of!(ConnCounters, err_other) < groups[3]);
+        assert_eq!(std::mem::align_of::<Padded<AtomicU64>>(), 128);
+    }
+}

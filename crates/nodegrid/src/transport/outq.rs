@@ -270,6 +270,46 @@ mod tests {
         assert_eq!(q.push_urgent(Outbound::WsPong(Bytes::new())), Err(Closed));
     }
 
+    /// A waker that counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl futures::task::ArcWake for Count {
+        fn wake_by_ref(me: &std::sync::Arc<Self>) {
+            me.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_waiting_writer_is_woken_exactly_once_by_push_urgent_push_and_close() {
+        let q = OutQueue::new(8);
+        let count = std::sync::Arc::new(Count(0.into()));
+        let waker = futures::task::waker(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || count.0.load(Ordering::SeqCst);
+        // Waiting twice with the same task registers it once; one push wakes it once.
+        assert!(q.poll_ready(&mut cx).is_pending());
+        assert!(q.poll_ready(&mut cx).is_pending());
+        q.push(Outbound::Msg(msg(1))).unwrap();
+        assert_eq!(woken(), 1);
+        // Not waiting: a second push wakes nobody.
+        q.push(Outbound::Msg(msg(2))).unwrap();
+        assert_eq!(woken(), 1);
+        assert!(q.poll_ready(&mut cx).is_ready());
+        let mut out = VecDeque::new();
+        assert!(q.drain_into(&mut out));
+        assert_eq!(out.len(), 2);
+        assert!(q.poll_ready(&mut cx).is_pending());
+        q.push_urgent(Outbound::WsPong(Bytes::new())).unwrap();
+        assert_eq!(woken(), 2);
+        let mut urgent = Vec::new();
+        q.take_urgent(&mut urgent);
+        assert_eq!(urgent.len(), 1);
+        assert!(q.poll_ready(&mut cx).is_pending());
+        q.close();
+        assert_eq!(woken(), 3);
+        assert!(q.poll_ready(&mut cx).is_ready());
+        assert!(!q.drain_into(&mut out));
+    }
+
     #[tokio::test]
     async fn ready_wakes_on_push_and_close() {
         let q = std::sync::Arc::new(OutQueue::new(8));
