@@ -148,42 +148,28 @@ fn bench_json_rest_modes_and_baseline() {
             "{mode}: peak RSS {rss} must stay far below 256 MiB"
         );
     }
-    let out = bin()
-        .args([
-            "bench",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--json",
-            "--baseline",
-            "--concurrency",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    check_result(&parse_lines(&out.stdout)[0], "single", true);
-    // Two seconds: the grid and the baseline take turns in two one-second slices, and each
-    // slice fills its own second of the timeline.
-    let out = bin()
-        .args([
-            "bench",
-            "--mode",
-            "stream-out",
-            "--duration",
-            "2",
-            "--warmup",
-            "0.2",
-            "--json",
-            "--baseline",
-            "--concurrency",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    check_result(&parse_lines(&out.stdout)[0], "stream-out", true);
+    // With --baseline the grid and the baseline take turns in slices of a second; over two
+    // seconds each slice fills its own second of the timeline.
+    for (mode, secs) in [("single", "1"), ("stream-out", "2")] {
+        let out = bin()
+            .args([
+                "bench",
+                "--mode",
+                mode,
+                "--duration",
+                secs,
+                "--warmup",
+                "0.2",
+                "--json",
+                "--baseline",
+                "--concurrency",
+                "4",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{mode}");
+        check_result(&parse_lines(&out.stdout)[0], mode, true);
+    }
 }
 
 #[test]

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use parking_lot::Mutex;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -46,16 +46,22 @@ fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
 }
 
 thread_local! {
-    /// Set while this thread's session reader handles one frame: see [`deferring_wakes`].
-    static DEFERRING: Cell<bool> = const { Cell::new(false) };
-    static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    /// `Some` while this thread's session reader handles one frame (see [`deferring_wakes`]):
+    /// the wake-ups held until the frame is done. The vector keeps its capacity between
+    /// frames, so holding wake-ups allocates nothing per frame.
+    static DEFERRED: RefCell<Option<Vec<Waker>>> = const { RefCell::new(None) };
 }
 
 fn wake(w: &mut Option<Waker>) {
     if let Some(w) = w.take() {
-        if DEFERRING.with(Cell::get) {
-            DEFERRED.with(|d| d.borrow_mut().push(w));
-        } else {
+        let w = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+            Some(held) => {
+                held.push(w);
+                None
+            }
+            None => Some(w),
+        });
+        if let Some(w) = w {
             w.wake();
         }
     }
@@ -68,17 +74,22 @@ fn wake(w: &mut Option<Waker>) {
 /// the stream's lock and the outbound queue item by item; woken at the end, each consumer
 /// takes all of its items from the frame in one go.
 pub(crate) fn deferring_wakes<R>(f: impl FnOnce() -> R) -> R {
+    thread_local! {
+        static SPARE: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    }
     struct Flush;
     impl Drop for Flush {
         fn drop(&mut self) {
-            DEFERRING.with(|d| d.set(false));
-            let wakers = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
-            for w in wakers {
+            // Stop holding first: a waker that wakes another stream does so at once.
+            let mut held = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+            for w in held.drain(..) {
                 w.wake();
             }
+            SPARE.with(|s| *s.borrow_mut() = held);
         }
     }
-    DEFERRING.with(|d| d.set(true));
+    let spare = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    DEFERRED.with(|d| *d.borrow_mut() = Some(spare));
     let _flush = Flush;
     f()
 }

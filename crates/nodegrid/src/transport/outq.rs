@@ -12,7 +12,7 @@
 
 use crate::wire::Message;
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -39,6 +39,15 @@ struct Inner {
     /// The writer's waker while it waits for items (taken and woken by the next push).
     writer: Option<Waker>,
     producers_waiting: bool,
+}
+
+/// Releases the lock, then wakes the writer if it was waiting (it runs without the lock).
+fn unlock_and_wake_writer(mut inner: MutexGuard<'_, Inner>) {
+    let w = inner.writer.take();
+    drop(inner);
+    if let Some(w) = w {
+        w.wake();
+    }
 }
 
 /// Aligned to a cache line: its lock is the most contended word of a session.
@@ -75,11 +84,7 @@ impl OutQueue {
         }
         inner.urgent.push_back(item);
         self.has_urgent.store(true, Ordering::Release);
-        let w = inner.writer.take();
-        drop(inner);
-        if let Some(w) = w {
-            w.wake();
-        }
+        unlock_and_wake_writer(inner);
         Ok(())
     }
 
@@ -93,23 +98,14 @@ impl OutQueue {
         out.extend(inner.urgent.drain(..));
     }
 
-    /// Queues `item`; returns the writer's waker if it was waiting (to wake after unlocking).
-    fn push_locked(inner: &mut Inner, item: Outbound) -> Option<Waker> {
-        inner.q.push_back(item);
-        inner.writer.take()
-    }
-
     /// Queues a control item without waiting for space.
     pub(crate) fn push(&self, item: Outbound) -> Result<(), Closed> {
         let mut inner = self.inner.lock();
         if inner.closed {
             return Err(Closed);
         }
-        let w = Self::push_locked(&mut inner, item);
-        drop(inner);
-        if let Some(w) = w {
-            w.wake();
-        }
+        inner.q.push_back(item);
+        unlock_and_wake_writer(inner);
         Ok(())
     }
 
@@ -125,11 +121,10 @@ impl OutQueue {
                     return Err(Closed);
                 }
                 if inner.q.len() < self.capacity {
-                    let w = item.take().and_then(|it| Self::push_locked(&mut inner, it));
-                    drop(inner);
-                    if let Some(w) = w {
-                        w.wake();
+                    if let Some(it) = item.take() {
+                        inner.q.push_back(it);
                     }
+                    unlock_and_wake_writer(inner);
                     return Ok(());
                 }
                 inner.producers_waiting = true;
@@ -182,12 +177,8 @@ impl OutQueue {
         inner.closed = true;
         inner.q.clear();
         inner.urgent.clear();
-        let w = inner.writer.take();
-        drop(inner);
+        unlock_and_wake_writer(inner);
         self.space.notify_waiters();
-        if let Some(w) = w {
-            w.wake();
-        }
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -176,7 +176,8 @@ impl Message {
         let start = buf.len();
         // The header goes through a stack buffer and into `buf` in one copy: at most
         // 1 + 6 × 9 (array marker, six uints) + 5 (bin header) = 60 bytes.
-        let mut hdr = [0u8; 64];
+        const HDR_MAX: usize = 64;
+        let mut hdr = [0u8; HDR_MAX];
         let mut w: &mut [u8] = &mut hdr[..];
         w.put_u8(0x97);
         msgpack::put_uint(&mut w, self.mux_id);
@@ -186,7 +187,7 @@ impl Message {
         msgpack::put_uint(&mut w, self.op.as_u8() as u64);
         msgpack::put_uint(&mut w, flags.0 as u64);
         msgpack::put_bin_header(&mut w, self.payload.len());
-        let n = 64 - w.len();
+        let n = HDR_MAX - w.len();
         buf.put_slice(&hdr[..n]);
         buf.put_slice(&self.payload);
         if let Some(s) = &self.subroute {
