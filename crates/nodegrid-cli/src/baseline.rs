@@ -1,6 +1,7 @@
 //! The raw-TCP baseline of `nodegrid bench --baseline`: the simplest correct multiplexer over
 //! one TCP connection (length-prefixed frames with request IDs, one reader and one writer
-//! task per side), and raw one-way framed messages for streams. Measured in the same process
+//! task per side), and raw one-way framed messages for streams (multiplexed with the same
+//! concurrency, or from one sender). Measured in the same process
 //! with the same payload and concurrency, so the grid's figures can be given as ratios.
 
 use crate::measure::{new_hist, Run};
@@ -18,16 +19,36 @@ use tokio::sync::{mpsc, oneshot};
 
 type Frame = (u64, Bytes);
 
+/// Appends one length-prefixed frame.
+fn put((id, p): Frame, buf: &mut BytesMut) {
+    buf.put_u32_le(8 + p.len() as u32);
+    buf.put_u64_le(id);
+    buf.put_slice(&p);
+}
+
 /// Writes every frame queued so far in one `write_all`.
 async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Frame>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
         buf.clear();
-        let put = |(id, p): Frame, buf: &mut BytesMut| {
-            buf.put_u32_le(8 + p.len() as u32);
-            buf.put_u64_le(id);
-            buf.put_slice(&p);
-        };
+        put(first, &mut buf);
+        while buf.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(f) => put(f, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// [`writer`] for a bounded queue (the one-way streams' senders wait when it is full).
+async fn bounded_writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
         put(first, &mut buf);
         while buf.len() < 256 * 1024 {
             match rx.try_recv() {
@@ -140,9 +161,110 @@ pub async fn single(
     Ok((run, hist))
 }
 
-/// One-way framed messages from a sender task to a receiver task, as fast as TCP allows.
-/// Latency is the receiver's inter-arrival time.
+/// One-way streams, multiplexed as simply as correctness allows, with the grid run's
+/// concurrency: `streams` sender tasks each send framed messages tagged with their stream ID
+/// through one bounded queue to one writer task (back-pressure instead of unbounded memory);
+/// on the other side one reader task hands each message to its stream's consumer task through
+/// a bounded channel of `capacity` messages (a full channel holds the reader: per-stream
+/// back-pressure without credits). Latency is each consumer's inter-arrival time.
 pub async fn one_way(
+    payload: usize,
+    streams: usize,
+    capacity: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> std::io::Result<(Arc<Run>, Histogram<u64>)> {
+    let streams = streams.max(1);
+    let capacity = capacity.max(1);
+    let (c, s) = pair().await?;
+    let run = Run::new(warmup, duration);
+    let (_cr, cw) = c.into_split();
+    let (tx, rx) = mpsc::channel::<Frame>(streams * capacity);
+    let writer = tokio::spawn(bounded_writer(cw, rx));
+    let body = Bytes::from(vec![0xa5u8; payload]);
+    let mut senders = Vec::with_capacity(streams);
+    for id in 0..streams as u64 {
+        let (run, tx, body) = (run.clone(), tx.clone(), body.clone());
+        senders.push(tokio::spawn(async move {
+            // The clock is read once per 32 messages (the grid's producers do not read it).
+            let mut n = 0u32;
+            while n % 32 != 0 || !run.done() {
+                n = n.wrapping_add(1);
+                if tx.send((id, body.clone())).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let (sr, _sw) = s.into_split();
+    let mut outs = Vec::with_capacity(streams);
+    let mut consumers = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let (otx, mut orx) = mpsc::channel::<Bytes>(capacity);
+        outs.push(otx);
+        let run = run.clone();
+        consumers.push(tokio::spawn(async move {
+            let mut h = new_hist();
+            let mut last = Instant::now();
+            while let Some(p) = orx.recv().await {
+                let now = Instant::now();
+                run.record_at(&mut h, last, now, p.len() == payload);
+                last = now;
+            }
+            h
+        }));
+    }
+    let reader = tokio::spawn(async move {
+        let mut r = sr;
+        let mut buf = BytesMut::with_capacity(128 * 1024);
+        loop {
+            while buf.len() >= 4 {
+                let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                if buf.len() < 4 + len {
+                    buf.reserve(4 + len - buf.len());
+                    break;
+                }
+                buf.advance(4);
+                let mut frame = buf.split_to(len).freeze();
+                let id = frame.get_u64_le() as usize;
+                if let Some(out) = outs.get(id) {
+                    if let Err(mpsc::error::TrySendError::Full(f)) = out.try_send(frame) {
+                        let _ = out.send(f).await;
+                    }
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            match r.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    tokio::time::sleep(run.remaining()).await;
+    run.stop();
+    for s in senders {
+        let _ = s.await;
+    }
+    // The writer ends once every sender is gone; its write half closing ends the reader,
+    // which drops the consumers' channels.
+    let _ = writer.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+    let mut hist = new_hist();
+    for c in consumers {
+        if let Ok(Ok(h)) = tokio::time::timeout(Duration::from_secs(5), c).await {
+            let _ = hist.add(&h);
+        }
+    }
+    Ok((run, hist))
+}
+
+/// One-way framed messages from one sender task, which writes batches of 64 KiB, to one
+/// receiver task, as fast as TCP allows: no multiplexing, the raw wire's limit. Latency is the
+/// receiver's inter-arrival time.
+pub async fn wire(
     payload: usize,
     warmup: Duration,
     duration: Duration,

@@ -48,6 +48,15 @@ impl Mode {
     }
 }
 
+/// The raw-TCP baseline of the stream modes (`--stream-baseline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamBaseline {
+    /// One-way streams multiplexed with the run's concurrency.
+    Mux,
+    /// One sender, one receiver, no multiplexing.
+    Wire,
+}
+
 /// Options of `nodegrid bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -79,6 +88,11 @@ pub struct BenchArgs {
     /// Also measure a raw-TCP baseline in the same run and print ratios.
     #[arg(long)]
     pub baseline: bool,
+    /// The stream modes' baseline: `mux` (streams with the run's concurrency over one
+    /// connection: sender tasks, one writer, one reader, a consumer per stream) or `wire` (one
+    /// sender writing 64 KiB batches of messages to one receiver: the raw wire's limit).
+    #[arg(long, value_enum, default_value_t = StreamBaseline::Mux)]
+    pub stream_baseline: StreamBaseline,
     /// Print one JSON object per mode on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -263,8 +277,17 @@ async fn run_mode(
         run.absorb(&r, t);
         let _ = hist.add(&h);
         let (r, h) = match mode {
-            Mode::Single => baseline::single(args.payload, args.concurrency, w, slice).await?,
-            _ => baseline::one_way(args.payload.max(1), w, slice).await?,
+            // A two-way stream's echo is a request and its response: the multiplexed echo.
+            Mode::Single | Mode::StreamBidi => {
+                baseline::single(args.payload, args.concurrency, w, slice).await?
+            }
+            _ => match args.stream_baseline {
+                StreamBaseline::Mux => {
+                    let (p, c) = (args.payload.max(1), args.concurrency);
+                    baseline::one_way(p, c, capacity, w, slice).await?
+                }
+                StreamBaseline::Wire => baseline::wire(args.payload.max(1), w, slice).await?,
+            },
         };
         base_run.absorb(&r, t);
         let _ = base_hist.add(&h);

@@ -150,7 +150,14 @@ fn bench_json_rest_modes_and_baseline() {
     }
     // With --baseline the grid and the baseline take turns in slices of a second; over two
     // seconds each slice fills its own second of the timeline.
-    for (mode, secs) in [("single", "1"), ("stream-out", "2")] {
+    // Each stream baseline (`mux`, the default, and `wire`) and the echo baseline of
+    // stream-bidi are measured.
+    for (mode, secs, stream_baseline) in [
+        ("single", "1", "mux"),
+        ("stream-out", "2", "mux"),
+        ("stream-in", "1", "wire"),
+        ("stream-bidi", "1", "mux"),
+    ] {
         let out = bin()
             .args([
                 "bench",
@@ -162,12 +169,18 @@ fn bench_json_rest_modes_and_baseline() {
                 "0.2",
                 "--json",
                 "--baseline",
+                "--stream-baseline",
+                stream_baseline,
                 "--concurrency",
                 "4",
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{mode}");
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         check_result(&parse_lines(&out.stdout)[0], mode, true);
     }
 }
