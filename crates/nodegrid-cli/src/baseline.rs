@@ -8,6 +8,8 @@ use crate::measure::{new_hist, Run};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -97,13 +99,16 @@ async fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
     Ok((c, s))
 }
 
-/// Request/response echo with `concurrency` callers in flight.
-pub async fn single(
-    payload: usize,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> std::io::Result<(Arc<Run>, Histogram<u64>)> {
+/// The caller's side of one echo connection: where to queue requests and who waits for which
+/// response.
+struct EchoConn {
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>,
+    tx: mpsc::UnboundedSender<Frame>,
+}
+
+/// One TCP connection with an echo server on one end and a caller's reader and writer on the
+/// other.
+async fn echo_conn() -> std::io::Result<EchoConn> {
     let (c, s) = pair().await?;
     // Server: echo every frame back.
     let (sr, sw) = s.into_split();
@@ -114,7 +119,7 @@ pub async fn single(
     }));
     // Client.
     let (cr, cw) = c.into_split();
-    let (ctx, crx) = mpsc::unbounded_channel::<Frame>();
+    let (tx, crx) = mpsc::unbounded_channel::<Frame>();
     tokio::spawn(writer(cw, crx));
     let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> =
         Arc::new(Mutex::new(HashMap::new()));
@@ -124,26 +129,42 @@ pub async fn single(
             let _ = tx.send(p);
         }
     }));
+    Ok(EchoConn { pending, tx })
+}
+
+/// Request/response echo with `concurrency` callers in flight, over one TCP connection per
+/// pair of `nodes` (the grid run's topology: with 2 nodes, one connection); each call picks a
+/// random connection, as the grid's callers pick a random pair of nodes. The tasks of a
+/// connection end when its last sender is dropped at the end.
+pub async fn single(
+    payload: usize,
+    concurrency: usize,
+    nodes: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> std::io::Result<(Arc<Run>, Histogram<u64>)> {
+    let pairs = (nodes.max(2) * (nodes.max(2) - 1) / 2).max(1);
+    let mut conns = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
+        conns.push(echo_conn().await?);
+    }
+    let conns = Arc::new(conns);
     let run = Run::new(warmup, duration);
     let next = Arc::new(AtomicU64::new(1));
     let body = Bytes::from(vec![0xa5u8; payload]);
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (run, next, pending, ctx, body) = (
-            run.clone(),
-            next.clone(),
-            pending.clone(),
-            ctx.clone(),
-            body.clone(),
-        );
+    for w in 0..concurrency {
+        let (run, next, conns, body) = (run.clone(), next.clone(), conns.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(w as u64 * 7919 + 1);
             let mut h = new_hist();
             while !run.done() {
+                let c = &conns[rng.gen_range(0..conns.len())];
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 let (tx, rx) = oneshot::channel();
-                pending.lock().insert(id, tx);
+                c.pending.lock().insert(id, tx);
                 let t0 = Instant::now();
-                if ctx.send((id, body.clone())).is_err() {
+                if c.tx.send((id, body.clone())).is_err() {
                     break;
                 }
                 let ok = matches!(rx.await, Ok(p) if p.len() == body.len());

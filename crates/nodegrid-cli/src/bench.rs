@@ -279,7 +279,8 @@ async fn run_mode(
         let (r, h) = match mode {
             // A two-way stream's echo is a request and its response: the multiplexed echo.
             Mode::Single | Mode::StreamBidi => {
-                baseline::single(args.payload, args.concurrency, w, slice).await?
+                let (p, c) = (args.payload, args.concurrency);
+                baseline::single(p, c, nodes, w, slice).await?
             }
             _ => match args.stream_baseline {
                 StreamBaseline::Mux => {

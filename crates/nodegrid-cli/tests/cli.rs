@@ -150,13 +150,14 @@ fn bench_json_rest_modes_and_baseline() {
     }
     // With --baseline the grid and the baseline take turns in slices of a second; over two
     // seconds each slice fills its own second of the timeline.
-    // Each stream baseline (`mux`, the default, and `wire`) and the echo baseline of
-    // stream-bidi are measured.
-    for (mode, secs, stream_baseline) in [
-        ("single", "1", "mux"),
-        ("stream-out", "2", "mux"),
-        ("stream-in", "1", "wire"),
-        ("stream-bidi", "1", "mux"),
+    // Each stream baseline (`mux`, the default, and `wire`), the echo baseline of stream-bidi
+    // and the echo baseline over one connection per pair of 3 nodes are measured.
+    for (mode, secs, stream_baseline, nodes) in [
+        ("single", "1", "mux", "2"),
+        ("single", "1", "mux", "3"),
+        ("stream-out", "2", "mux", "2"),
+        ("stream-in", "1", "wire", "2"),
+        ("stream-bidi", "1", "mux", "2"),
     ] {
         let out = bin()
             .args([
@@ -171,6 +172,8 @@ fn bench_json_rest_modes_and_baseline() {
                 "--baseline",
                 "--stream-baseline",
                 stream_baseline,
+                "--nodes",
+                nodes,
                 "--concurrency",
                 "4",
             ])
