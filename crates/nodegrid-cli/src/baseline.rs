@@ -22,22 +22,47 @@ use tokio::sync::{mpsc, oneshot};
 type Frame = (u64, Bytes);
 
 /// Appends one length-prefixed frame.
-fn put((id, p): Frame, buf: &mut BytesMut) {
+fn put(id: u64, p: &[u8], buf: &mut BytesMut) {
     buf.put_u32_le(8 + p.len() as u32);
     buf.put_u64_le(id);
-    buf.put_slice(&p);
+    buf.put_slice(p);
+}
+
+/// The receiving end of a writer's queue: unbounded for the echo baseline, bounded for the
+/// one-way streams (whose senders must wait when it is full).
+trait FrameQueue {
+    async fn next(&mut self) -> Option<Frame>;
+    fn try_next(&mut self) -> Option<Frame>;
+}
+
+impl FrameQueue for mpsc::UnboundedReceiver<Frame> {
+    async fn next(&mut self) -> Option<Frame> {
+        self.recv().await
+    }
+    fn try_next(&mut self) -> Option<Frame> {
+        self.try_recv().ok()
+    }
+}
+
+impl FrameQueue for mpsc::Receiver<Frame> {
+    async fn next(&mut self) -> Option<Frame> {
+        self.recv().await
+    }
+    fn try_next(&mut self) -> Option<Frame> {
+        self.try_recv().ok()
+    }
 }
 
 /// Writes every frame queued so far in one `write_all`.
-async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Frame>) {
+async fn writer(mut w: OwnedWriteHalf, mut rx: impl FrameQueue) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.next().await {
         buf.clear();
-        put(first, &mut buf);
+        put(first.0, &first.1, &mut buf);
         while buf.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(f) => put(f, &mut buf),
-                Err(_) => break,
+            match rx.try_next() {
+                Some((id, p)) => put(id, &p, &mut buf),
+                None => break,
             }
         }
         if w.write_all(&buf).await.is_err() {
@@ -46,45 +71,40 @@ async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Frame>) {
     }
 }
 
-/// [`writer`] for a bounded queue (the one-way streams' senders wait when it is full).
-async fn bounded_writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        put(first, &mut buf);
-        while buf.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(f) => put(f, &mut buf),
-                Err(_) => break,
-            }
-        }
-        if w.write_all(&buf).await.is_err() {
-            return;
-        }
+/// Takes the next complete frame off `buf`, if there is one (reserving room for the rest of a
+/// partial one).
+fn next_frame(buf: &mut BytesMut) -> Option<Frame> {
+    if buf.len() < 4 {
+        return None;
     }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return None;
+    }
+    buf.advance(4);
+    let mut frame = buf.split_to(len).freeze();
+    let id = frame.get_u64_le();
+    Some((id, frame))
+}
+
+/// Reads more into `buf`; false at the end of the connection.
+async fn fill(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> bool {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(64 * 1024);
+    }
+    matches!(r.read_buf(buf).await, Ok(n) if n > 0)
 }
 
 /// Reads frames and hands each to `f`.
 async fn reader(mut r: OwnedReadHalf, mut f: impl FnMut(u64, Bytes)) {
     let mut buf = BytesMut::with_capacity(128 * 1024);
     loop {
-        while buf.len() >= 4 {
-            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if buf.len() < 4 + len {
-                buf.reserve(4 + len - buf.len());
-                break;
-            }
-            buf.advance(4);
-            let mut frame = buf.split_to(len).freeze();
-            let id = frame.get_u64_le();
-            f(id, frame);
+        while let Some((id, p)) = next_frame(&mut buf) {
+            f(id, p);
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
-        }
-        match r.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if !fill(&mut r, &mut buf).await {
+            return;
         }
     }
 }
@@ -201,7 +221,7 @@ pub async fn one_way(
     let run = Run::new(warmup, duration);
     let (_cr, cw) = c.into_split();
     let (tx, rx) = mpsc::channel::<Frame>(streams * capacity);
-    let writer = tokio::spawn(bounded_writer(cw, rx));
+    let writer = tokio::spawn(writer(cw, rx));
     let body = Bytes::from(vec![0xa5u8; payload]);
     let mut senders = Vec::with_capacity(streams);
     for id in 0..streams as u64 {
@@ -240,27 +260,15 @@ pub async fn one_way(
         let mut r = sr;
         let mut buf = BytesMut::with_capacity(128 * 1024);
         loop {
-            while buf.len() >= 4 {
-                let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                if buf.len() < 4 + len {
-                    buf.reserve(4 + len - buf.len());
-                    break;
-                }
-                buf.advance(4);
-                let mut frame = buf.split_to(len).freeze();
-                let id = frame.get_u64_le() as usize;
-                if let Some(out) = outs.get(id) {
-                    if let Err(mpsc::error::TrySendError::Full(f)) = out.try_send(frame) {
-                        let _ = out.send(f).await;
+            while let Some((id, p)) = next_frame(&mut buf) {
+                if let Some(out) = outs.get(id as usize) {
+                    if let Err(mpsc::error::TrySendError::Full(p)) = out.try_send(p) {
+                        let _ = out.send(p).await;
                     }
                 }
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(64 * 1024);
-            }
-            match r.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            if !fill(&mut r, &mut buf).await {
+                return;
             }
         }
     });
@@ -302,9 +310,7 @@ pub async fn wire(
         while !r2.done() {
             buf.clear();
             while buf.len() + body.len() + 12 <= 64 * 1024 || buf.is_empty() {
-                buf.put_u32_le(8 + body.len() as u32);
-                buf.put_u64_le(id);
-                buf.put_slice(&body);
+                put(id, &body, &mut buf);
                 id += 1;
             }
             if w.write_all(&buf).await.is_err() {
