@@ -895,7 +895,8 @@ pub(crate) fn next_mux_id(counter: &AtomicU64) -> MuxId {
 mod tests {
     use super::*;
 
-    /// A buffer whose first `used` bytes were read, handed out and (unless `held`) dropped.
+    /// A read buffer of `cap` bytes whose first `used` bytes were read and handed out as the
+    /// returned frame.
     fn consumed(cap: usize, used: usize) -> (BytesMut, Bytes) {
         let mut buf = BytesMut::with_capacity(cap);
         buf.extend_from_slice(&vec![7u8; used]);
