@@ -341,3 +341,38 @@ pub async fn wire(
     let h = hist.lock().clone();
     Ok((run, h))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_split_whole_and_a_partial_one_waits_for_its_rest() {
+        let mut buf = BytesMut::new();
+        put(7, b"first", &mut buf);
+        put(8, b"", &mut buf);
+        put(9, b"third frame", &mut buf);
+        // Cut the last frame short.
+        let full = buf.len();
+        let rest = buf.split_off(full - 4);
+        assert_eq!(
+            next_frame(&mut buf),
+            Some((7, Bytes::from_static(b"first")))
+        );
+        assert_eq!(next_frame(&mut buf), Some((8, Bytes::new())));
+        assert_eq!(next_frame(&mut buf), None);
+        // Room was reserved for the rest, and the partial frame is untouched.
+        assert!(buf.capacity() - buf.len() >= 4);
+        assert_eq!(buf.len(), 4 + 8 + 11 - 4);
+        buf.extend_from_slice(&rest);
+        assert_eq!(
+            next_frame(&mut buf),
+            Some((9, Bytes::from_static(b"third frame")))
+        );
+        assert!(buf.is_empty());
+        // Fewer than four bytes: not even a length yet.
+        buf.extend_from_slice(&[1, 0]);
+        assert_eq!(next_frame(&mut buf), None);
+        assert_eq!(buf.len(), 2);
+    }
+}

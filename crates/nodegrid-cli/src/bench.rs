@@ -511,8 +511,8 @@ async fn stream_in(
         .await?;
     let end = tokio::time::sleep(run.remaining() + Duration::from_millis(100));
     tokio::pin!(end);
-    // Latency is the time between completed sends (one clock read per message).
-    // The loop checks the clock reading of the last message (one read per message).
+    // Latency is the time between completed sends; the loop checks the end of the run with the
+    // same reading (one clock read per message).
     let mut last = Instant::now();
     while !run.done_at(last) {
         tokio::select! {

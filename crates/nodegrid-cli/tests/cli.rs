@@ -30,6 +30,23 @@ const KEYS: &[&str] = &[
     "timeline",
 ];
 
+/// Runs `nodegrid bench ARGS --warmup 0.2 --json`, asserts it succeeded (showing its stderr
+/// otherwise) and returns its JSON lines.
+fn bench_json(args: &[&str]) -> Vec<Value> {
+    let out = bin()
+        .arg("bench")
+        .args(args)
+        .args(["--warmup", "0.2", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_lines(&out.stdout)
+}
+
 fn parse_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
         .lines()
@@ -85,27 +102,7 @@ fn check_result(v: &Value, mode: &str, baseline: bool) {
 
 #[test]
 fn bench_json_for_every_grid_mode() {
-    let out = bin()
-        .args([
-            "bench",
-            "--mode",
-            "all",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--json",
-            "--concurrency",
-            "8",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = parse_lines(&out.stdout);
+    let lines = bench_json(&["--mode", "all", "--duration", "1", "--concurrency", "8"]);
     let modes: Vec<&str> = lines.iter().map(|v| v["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["single", "stream-out", "stream-in", "stream-bidi"]);
     for (v, m) in lines.iter().zip(modes) {
@@ -116,29 +113,16 @@ fn bench_json_for_every_grid_mode() {
 #[test]
 fn bench_json_rest_modes_and_baseline() {
     for mode in ["rest-upload", "rest-download"] {
-        let out = bin()
-            .args([
-                "bench",
-                "--mode",
-                mode,
-                "--duration",
-                "1",
-                "--warmup",
-                "0.2",
-                "--json",
-                "--payload",
-                "268435456",
-                "--concurrency",
-                "1",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{mode} stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines = parse_lines(&out.stdout);
+        let lines = bench_json(&[
+            "--mode",
+            mode,
+            "--duration",
+            "1",
+            "--payload",
+            "268435456",
+            "--concurrency",
+            "1",
+        ]);
         assert_eq!(lines.len(), 1);
         check_result(&lines[0], mode, false);
         // 256 MiB per call, streamed: the process stays far below the payload size.
@@ -149,9 +133,9 @@ fn bench_json_rest_modes_and_baseline() {
         );
     }
     // With --baseline the grid and the baseline take turns in slices of a second; over two
-    // seconds each slice fills its own second of the timeline.
-    // Each stream baseline (`mux`, the default, and `wire`), the echo baseline of stream-bidi
-    // and the echo baseline over one connection per pair of 3 nodes are measured.
+    // seconds each slice fills its own second of the timeline. Each stream baseline (`mux`, the
+    // default, and `wire`), the echo baseline of stream-bidi and the echo baseline over one
+    // connection per pair of 3 nodes are measured.
     for (mode, secs, stream_baseline, nodes) in [
         ("single", "1", "mux", "2"),
         ("single", "1", "mux", "3"),
@@ -159,59 +143,34 @@ fn bench_json_rest_modes_and_baseline() {
         ("stream-in", "1", "wire", "2"),
         ("stream-bidi", "1", "mux", "2"),
     ] {
-        let out = bin()
-            .args([
-                "bench",
-                "--mode",
-                mode,
-                "--duration",
-                secs,
-                "--warmup",
-                "0.2",
-                "--json",
-                "--baseline",
-                "--stream-baseline",
-                stream_baseline,
-                "--nodes",
-                nodes,
-                "--concurrency",
-                "4",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        check_result(&parse_lines(&out.stdout)[0], mode, true);
+        let lines = bench_json(&[
+            "--mode",
+            mode,
+            "--duration",
+            secs,
+            "--baseline",
+            "--stream-baseline",
+            stream_baseline,
+            "--nodes",
+            nodes,
+            "--concurrency",
+            "4",
+        ]);
+        check_result(&lines[0], mode, true);
     }
 }
 
 #[test]
 fn bench_over_tls() {
-    let out = bin()
-        .args([
-            "bench",
-            "--tls",
-            "--mode",
-            "all",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--json",
-            "--concurrency",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = parse_lines(&out.stdout);
+    let lines = bench_json(&[
+        "--tls",
+        "--mode",
+        "all",
+        "--duration",
+        "1",
+        "--concurrency",
+        "4",
+    ]);
     assert_eq!(lines.len(), 4);
     for v in &lines {
         let mode = v["mode"].as_str().unwrap().to_string();

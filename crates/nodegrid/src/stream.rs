@@ -1032,3 +1032,55 @@ pub(crate) fn tick(sess: &Arc<Session>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A waker that counts its wake-ups.
+    struct Count(AtomicUsize);
+    impl futures::task::ArcWake for Count {
+        fn wake_by_ref(me: &Arc<Self>) {
+            me.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        let w = futures::task::waker(c.clone());
+        (c, w)
+    }
+
+    #[test]
+    fn wake_ups_during_a_frame_are_held_until_it_is_done() {
+        let (a, wa) = counting();
+        let (b, wb) = counting();
+        let woken = |c: &Count| c.0.load(Ordering::SeqCst);
+        // Outside a frame: at once.
+        wake(&mut Some(wa.clone()));
+        assert_eq!(woken(&a), 1);
+        let r = deferring_wakes(|| {
+            wake(&mut Some(wa.clone()));
+            wake(&mut Some(wb.clone()));
+            // Held while the frame is handled.
+            (woken(&a), woken(&b))
+        });
+        assert_eq!(r, (1, 0));
+        assert_eq!((woken(&a), woken(&b)), (2, 1));
+        // Not holding any more once the frame is done.
+        wake(&mut Some(wb.clone()));
+        assert_eq!(woken(&b), 2);
+        // A frame whose handling panics still releases what it held.
+        let p = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            deferring_wakes(|| {
+                wake(&mut Some(wa.clone()));
+                panic!("frame handling failed")
+            })
+        }));
+        assert!(p.is_err());
+        assert_eq!(woken(&a), 3);
+        wake(&mut Some(wa));
+        assert_eq!(woken(&a), 4);
+    }
+}

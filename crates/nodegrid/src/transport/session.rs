@@ -269,20 +269,6 @@ async fn reader_loop(
 ) -> Result<(), String> {
     let limits = sess.limits();
     let mut dec = FrameDecoder::new(sess.role, limits.max_frame_size());
-    // Ready once the session has ended (`end` wakes the registered reader).
-    let ended = || {
-        std::future::poll_fn(|cx| {
-            if sess.is_ended() {
-                return Poll::Ready(());
-            }
-            sess.reader_waker.register(cx.waker());
-            if sess.is_ended() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-    };
     loop {
         match dec.decode(&mut buf) {
             Err(e) => {
@@ -299,11 +285,10 @@ async fn reader_loop(
             }
             Ok(Ok(WsEvent::Close)) => return Err("websocket close received".to_string()),
             Ok(Err(Need::More(n))) => {
-                if sess.is_ended() {
-                    return Ok(());
-                }
                 let read = std::future::poll_fn(|cx| {
-                    if std::pin::pin!(ended()).poll(cx).is_ready() {
+                    // Registered before the check, so an `end` in between still wakes us.
+                    sess.reader_waker.register(cx.waker());
+                    if sess.is_ended() {
                         return Poll::Ready(None);
                     }
                     // At each read attempt, not once before the first: by then the slices
