@@ -389,11 +389,11 @@ impl Connection {
     }
 
     fn check_size(&self, payload: Option<&Bytes>) -> Result<(), Error> {
-        let limit = self.inner.common.cfg.max_message_size;
+        let limits = self.inner.common.limits();
         match payload {
-            Some(p) if p.len() + 64 > limit => Err(Error::TooLarge {
+            Some(p) if p.len() > limits.max_payload() => Err(Error::TooLarge {
                 size: p.len(),
-                limit,
+                limit: limits.max_message_size,
             }),
             _ => Ok(()),
         }

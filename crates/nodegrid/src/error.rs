@@ -74,12 +74,14 @@ pub enum Error {
     /// The host is not part of the cluster configuration.
     #[error("unknown host: {0}")]
     UnknownHost(String),
-    /// A payload is larger than the configured message limit.
-    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    /// A payload does not fit in one message under the message size limit
+    /// (`max_message_size`, which also covers the message's framing of at most
+    /// [`crate::wire::MAX_MESSAGE_OVERHEAD`] bytes).
+    #[error("payload of {size} bytes does not fit in a message of at most {limit} bytes (max_message_size)")]
     TooLarge {
         /// Payload size.
         size: usize,
-        /// Configured limit.
+        /// The message size limit.
         limit: usize,
     },
     /// A configured concurrency limit was reached.

@@ -36,10 +36,20 @@ impl Default for Limits {
     }
 }
 
+/// Most bytes a message's framing adds to its payload: the 7-element tuple with every integer
+/// at its widest and a 32-bit binary header (31 bytes), the subroute trailer and the CRC.
+pub const MAX_MESSAGE_OVERHEAD: usize = 31 + SUBROUTE_LEN + CRC_LEN;
+
 impl Limits {
     /// Largest WebSocket message (one grid message or a merged envelope) we accept.
     pub fn max_frame_size(&self) -> usize {
         self.max_message_size.saturating_add(FRAME_SLACK)
+    }
+
+    /// Largest payload that always fits in one message under this limit, whatever the
+    /// message's other fields ([`MAX_MESSAGE_OVERHEAD`] less than `max_message_size`).
+    pub fn max_payload(&self) -> usize {
+        self.max_message_size.saturating_sub(MAX_MESSAGE_OVERHEAD)
     }
 }
 
@@ -347,6 +357,24 @@ mod tests {
             Message::decode_with(&b, &lim),
             Err(DecodeError::TooLarge { limit: 100, .. })
         ));
+    }
+
+    #[test]
+    fn the_widest_message_with_the_largest_payload_fits_the_limit() {
+        let lim = Limits {
+            max_message_size: 100_000,
+        };
+        let mut m = Message::new(Op::MuxServerMsg, u64::MAX);
+        m.seq = u32::MAX;
+        m.deadline_ms = u32::MAX;
+        m.handler = u8::MAX;
+        m.flags = Flags::CRC | Flags::EOF | Flags::SUBROUTE;
+        m.subroute = Some(SubrouteId::new(1, "a/b"));
+        m.payload = Bytes::from(vec![1u8; lim.max_payload()]);
+        let b = m.to_bytes().unwrap();
+        // Op and flags fit in one byte each here; the bound allows two for each.
+        assert_eq!(b.len(), lim.max_message_size - 2);
+        assert_eq!(Message::decode_with(&b, &lim).unwrap(), m);
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub use merged::{
     encode_merged, split_frame, FrameMessages, MergedBuilder, MERGED_HEADER_MAX_LEN,
     MERGE_MAX_BYTES, MERGE_MAX_MESSAGES,
 };
-pub use message::{HandlerId, Limits, Message, MuxId, DEFAULT_MAX_MESSAGE_SIZE, FRAME_SLACK};
+pub use message::{
+    HandlerId, Limits, Message, MuxId, DEFAULT_MAX_MESSAGE_SIZE, FRAME_SLACK, MAX_MESSAGE_OVERHEAD,
+};
 pub use op::Op;
 pub use payload::{
     ConnectRequest, ConnectResponse, InstanceId, MuxConnectErrorPayload, PingPayload, PongPayload,
