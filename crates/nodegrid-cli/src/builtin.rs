@@ -111,64 +111,6 @@ pub fn register(m: &Manager, capacity: usize) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use nodegrid::{Error, StreamOptions};
-
-    /// One stream-79 call with `payload` on a 2-node in-process cluster: the error text, if any,
-    /// and how many bytes of output arrived.
-    async fn stream79(payload: &'static str) -> (Option<String>, usize) {
-        let cluster = crate::cluster::start_in_process(2, false, 4).await.unwrap();
-        let conn = cluster.nodes[0].connections().remove(0);
-        let mut s = conn
-            .open_stream(
-                super::TEST2,
-                Some(bytes::Bytes::from_static(payload.as_bytes())),
-                StreamOptions::new().timeout(std::time::Duration::from_secs(10)),
-            )
-            .await
-            .unwrap();
-        let (mut err, mut got) = (None, 0);
-        while let Some(item) = s.recv().await {
-            match item {
-                Ok(b) => got += b.len(),
-                Err(Error::Remote(e)) => err = Some(e.0),
-                Err(e) => panic!("{payload}: unexpected error {e}"),
-            }
-        }
-        // The node still serves calls.
-        assert_eq!(
-            &conn.request(super::ECHO, "alive").await.unwrap()[..],
-            b"alive"
-        );
-        cluster.shutdown();
-        (err, got)
-    }
-
-    #[tokio::test]
-    async fn stream_79_refuses_sizes_over_the_message_limit_and_survives() {
-        let max = nodegrid::GridConfig::default().max_message_size;
-        let limit = nodegrid::wire::Limits {
-            max_message_size: max,
-        }
-        .max_payload();
-        let too_large = |size: &str| {
-            format!(
-                "invalid size {size}: at most {limit} bytes per message (max_message_size {max})"
-            )
-        };
-        // 1 TiB aborted the process (allocation failure); 2^63 panicked; 200 MB allocated.
-        for (payload, size) in [
-            ("1:1099511627776", "1099511627776"),
-            ("1:9223372036854775808", "9223372036854775808"),
-            ("1:200000000", "200000000"),
-        ] {
-            assert_eq!(stream79(payload).await, (Some(too_large(size)), 0));
-        }
-        // At the limit it still works.
-        let at_limit: &'static str = format!("1:{limit}").leak();
-        assert_eq!(stream79(at_limit).await, (None, limit));
-        assert_eq!(stream79("3:10").await, (None, 30));
-    }
-
     #[test]
     fn counts() {
         assert_eq!(super::parse_count(b"12").unwrap(), (12, None));
