@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// Default lower bound of the redial delay (PROTOCOL.md §4.6).
+pub(crate) const REDIAL_MIN: Duration = Duration::from_secs(1);
+/// Default upper bound (exclusive) of the redial delay.
+pub(crate) const REDIAL_MAX: Duration = Duration::from_secs(2);
+
 /// Limits and timers of a grid manager. Every field has a production default; tests shorten
 /// the timers.
 #[derive(Debug, Clone)]
@@ -69,8 +74,8 @@ impl Default for GridConfig {
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 256,
             max_clock_skew: Duration::from_secs(300),
-            redial_min: crate::proto::backoff::REDIAL_MIN,
-            redial_max: crate::proto::backoff::REDIAL_MAX,
+            redial_min: REDIAL_MIN,
+            redial_max: REDIAL_MAX,
             default_request_timeout: Duration::from_secs(60),
             stream_ping_interval: Duration::from_secs(15),
             stream_idle_timeout: Duration::from_secs(30),

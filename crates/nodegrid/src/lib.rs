@@ -5,8 +5,11 @@
 //! streams, with deadlines, cancellation, keepalive, automatic reconnect and token
 //! authentication. The wire format is MinIO's internode "grid" protocol v1.
 //!
-//! Layers: [`wire`] (bytes ↔ messages, pure), `proto` (state machines, no I/O), [`transport`]
-//! (tokio and WebSocket) and the API users touch: [`Manager`], [`Connection`], handlers.
+//! Layers, each importing only from those below it (docs/ARCHITECTURE.md): [`wire`] (bytes ↔
+//! messages, pure), `proto` (state machines, no I/O), [`transport`] (sockets: WebSocket,
+//! dialing, TLS, accepting), the session runtime (one live session: reader, writer, dispatch,
+//! calls, timers), the handler registry, and the API users touch: [`Manager`],
+//! [`Connection`], [`handler`].
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,23 +32,38 @@
 
 pub mod auth;
 mod config;
-mod connection;
 mod error;
-pub mod handler;
-mod manager;
 pub mod observe;
 pub(crate) mod proto;
 pub mod stats;
-mod stream;
 pub mod transport;
 pub mod wire;
 
-pub use config::GridConfig;
-pub use connection::{CallOptions, Connection, MuxCounts, Subroute};
-pub use error::{ConfigError, Error, RemoteError};
-pub use manager::{Manager, ManagerBuilder, StreamSpec, DEFAULT_ROUTE, LOCK_ROUTE};
-pub use proto::state::ConnState;
-pub use stream::{
-    StreamCall, StreamContext, StreamHandler, StreamInput, StreamOptions, StreamOutput,
-    StreamReceiver, StreamSender,
+mod session;
+
+mod registry;
+
+mod api;
+
+/// Handlers: the code that runs when a peer calls this node.
+///
+/// Register them on a [`Manager`]: [`Manager::register_single`] for single requests (a
+/// [`SingleHandler`], any `Fn(Request) -> impl Future<Output = Result<Bytes, RemoteError>>`),
+/// [`Manager::register_stream`] for streams (a [`StreamHandler`]), or through the typed layer
+/// ([`typed`]), which encodes requests, responses and stream items with serde and MessagePack.
+///
+/// [`Bytes`]: bytes::Bytes
+pub mod handler {
+    pub use crate::api::typed;
+    pub use crate::session::{Request, SingleHandler};
+    pub use crate::wire::handler_name;
+}
+
+pub use api::{
+    CallOptions, Connection, Manager, ManagerBuilder, MuxCounts, StreamCall, StreamOptions,
+    StreamReceiver, StreamSender, StreamSpec, Subroute, DEFAULT_ROUTE, LOCK_ROUTE,
 };
+pub use config::GridConfig;
+pub use error::{ConfigError, Error, RemoteError};
+pub use proto::state::ConnState;
+pub use session::{StreamContext, StreamHandler, StreamInput, StreamOutput};

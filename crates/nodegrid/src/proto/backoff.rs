@@ -4,11 +4,6 @@
 
 use std::time::Duration;
 
-/// Lower bound of the redial delay.
-pub const REDIAL_MIN: Duration = Duration::from_secs(1);
-/// Upper bound (exclusive) of the redial delay.
-pub const REDIAL_MAX: Duration = Duration::from_secs(2);
-
 /// The delay after the start of a failed attempt before the next one, given a uniform sample
 /// `u` in `[0, 1)`.
 pub fn redial_delay(u: f64, min: Duration, max: Duration) -> Duration {
@@ -29,6 +24,9 @@ pub fn redial_delay(u: f64, min: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const REDIAL_MIN: Duration = Duration::from_secs(1);
+    const REDIAL_MAX: Duration = Duration::from_secs(2);
 
     #[test]
     fn bounds() {

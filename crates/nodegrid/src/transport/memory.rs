@@ -3,7 +3,8 @@
 //! a peer that stops reading. Runs under tokio's paused clock, so liveness timers of tens of
 //! seconds are tested in milliseconds.
 
-use super::{Dialer, GridService, IoHalves, Target};
+use super::dial::{Dialer, IoHalves, Target};
+use super::endpoint::GridService;
 use futures::future::BoxFuture;
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
@@ -127,9 +128,12 @@ impl MemoryNetwork {
         }
     }
 
-    /// Makes a manager reachable under its local host string.
-    pub fn attach(&self, mgr: &crate::Manager) {
-        self.attach_service(mgr.local(), mgr.service());
+    /// Makes a node (a [`crate::Manager`], or its [`GridService`]) reachable under its local
+    /// host string.
+    pub fn attach(&self, node: impl Into<GridService>) {
+        let svc = node.into();
+        let host = svc.local().to_string();
+        self.attach_service(&host, svc);
     }
 
     /// Makes a service reachable under `host` (for hand-made peers).

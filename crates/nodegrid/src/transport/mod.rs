@@ -1,217 +1,22 @@
-//! The I/O layer: WebSocket framing, dialing and accepting, the HTTP upgrade, and the reader and
-//! writer tasks of a session. It moves bytes between sockets and the protocol logic and holds
-//! as little logic of its own as it can.
+//! Sockets and bytes only: the WebSocket frame codec (`ws.rs`), the HTTP upgrade on both sides
+//! (`upgrade.rs` for the dialer, [`GridService`] in `endpoint.rs` for the acceptor), dialing
+//! (`dial.rs`), TLS (`tls.rs`), the accept loop (`accept.rs`) and an in-memory network for tests
+//! (`memory.rs`). This layer knows nothing of sessions: an upgraded connection is handed to the
+//! layer above through the `UpgradeHandler` trait it defines.
 //!
 //! Byte streams come from a [`Dialer`] (TCP by default, TLS for `https://` hosts); tests
 //! substitute an in-memory network ([`MemoryNetwork`]) or a simulated one.
 
-pub(crate) mod handshake;
+pub(crate) mod accept;
+mod dial;
+pub(crate) mod endpoint;
 mod memory;
-pub(crate) mod outq;
-pub(crate) mod server;
-pub(crate) mod session;
 pub(crate) mod tls;
+pub(crate) mod upgrade;
 pub(crate) mod ws;
 
+pub use dial::{BoxRead, BoxWrite, Dialer, IoHalves, Target, TcpDialer};
+pub use endpoint::GridService;
 pub use memory::{MemoryDialer, MemoryNetwork};
-pub use server::GridService;
 pub use tls::TlsConfig;
 pub use ws::WsError;
-
-use futures::future::BoxFuture;
-use std::io;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-
-/// The read half of a byte stream.
-pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
-/// The write half of a byte stream.
-pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
-
-/// A connected byte stream split into halves, so the session's reader and writer run
-/// independently (for TCP without any lock between them).
-pub struct IoHalves {
-    /// Read half.
-    pub read: BoxRead,
-    /// Write half.
-    pub write: BoxWrite,
-}
-
-impl std::fmt::Debug for IoHalves {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IoHalves")
-    }
-}
-
-impl IoHalves {
-    /// Splits a TCP stream (lock-free halves) and turns on `TCP_NODELAY`.
-    pub fn from_tcp(s: TcpStream) -> IoHalves {
-        let _ = s.set_nodelay(true);
-        let (r, w) = s.into_split();
-        IoHalves {
-            read: Box::new(r),
-            write: Box::new(w),
-        }
-    }
-
-    /// Splits any bidirectional stream.
-    pub fn from_io<T: AsyncRead + AsyncWrite + Send + Unpin + 'static>(io: T) -> IoHalves {
-        let (r, w) = tokio::io::split(io);
-        IoHalves {
-            read: Box::new(r),
-            write: Box::new(w),
-        }
-    }
-}
-
-/// Where to dial: derived from a host string (`http://host:port` or `https://host:port`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The host string exactly as configured.
-    pub host_string: String,
-    /// `host:port`, used to connect and as the HTTP `Host` header.
-    pub authority: String,
-    /// The host part alone (TLS server name).
-    pub hostname: String,
-    /// Whether to use TLS (`https://`).
-    pub tls: bool,
-}
-
-impl Target {
-    /// Parses a host string. Accepts `http://`, `https://`, `ws://` and `wss://`; the port
-    /// defaults to 80 / 443.
-    pub fn parse(host_string: &str) -> Option<Target> {
-        let (tls, rest) = if let Some(r) = host_string.strip_prefix("http://") {
-            (false, r)
-        } else if let Some(r) = host_string.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = host_string.strip_prefix("ws://") {
-            (false, r)
-        } else if let Some(r) = host_string.strip_prefix("wss://") {
-            (true, r)
-        } else {
-            return None;
-        };
-        let authority = rest.split('/').next().unwrap_or("");
-        if authority.is_empty() || authority.contains(['@', ' ', '?', '#']) {
-            return None;
-        }
-        let (hostname, port) = if let Some(stripped) = authority.strip_prefix('[') {
-            // [v6]:port
-            let end = stripped.find(']')?;
-            let host = &stripped[..end];
-            let after = &stripped[end + 1..];
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if after.is_empty() => None,
-                None => return None,
-            };
-            (host.to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (authority.to_string(), None),
-            }
-        };
-        if hostname.is_empty() {
-            return None;
-        }
-        let port: u16 = match port {
-            Some(p) => p.parse().ok()?,
-            None => {
-                if tls {
-                    443
-                } else {
-                    80
-                }
-            }
-        };
-        let authority = if hostname.contains(':') {
-            format!("[{hostname}]:{port}")
-        } else {
-            format!("{hostname}:{port}")
-        };
-        Some(Target {
-            host_string: host_string.to_string(),
-            authority,
-            hostname,
-            tls,
-        })
-    }
-}
-
-/// Opens byte streams to peers. The default is [`TcpDialer`]; tests plug in simulated networks.
-pub trait Dialer: Send + Sync + 'static {
-    /// Connects to `target` (TCP connect and, if required, TLS). The HTTP upgrade is done by
-    /// the caller on the returned stream.
-    fn dial(&self, target: &Target) -> BoxFuture<'static, io::Result<IoHalves>>;
-}
-
-/// Dials over TCP, with TLS for `https://` targets when a TLS configuration is given.
-#[derive(Clone, Default)]
-pub struct TcpDialer {
-    tls: Option<TlsConfig>,
-}
-
-impl TcpDialer {
-    /// A dialer with optional TLS.
-    pub fn new(tls: Option<TlsConfig>) -> Self {
-        TcpDialer { tls }
-    }
-}
-
-impl Dialer for TcpDialer {
-    fn dial(&self, target: &Target) -> BoxFuture<'static, io::Result<IoHalves>> {
-        let target = target.clone();
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let s = TcpStream::connect(&target.authority).await?;
-            let _ = s.set_nodelay(true);
-            if !target.tls {
-                return Ok(IoHalves::from_tcp(s));
-            }
-            let tls = tls.ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "https:// host but no TLS configuration",
-                )
-            })?;
-            tls.connect(&target.hostname, s).await
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_targets() {
-        let t = Target::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.hostname.as_str(), t.tls),
-            ("127.0.0.1:9000", "127.0.0.1", false)
-        );
-        let t = Target::parse("https://minio-1.example.com").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.tls),
-            ("minio-1.example.com:443", true)
-        );
-        let t = Target::parse("http://[::1]:9000").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.hostname.as_str()),
-            ("[::1]:9000", "::1")
-        );
-        for bad in [
-            "",
-            "ftp://x:1",
-            "http://",
-            "http://:80",
-            "http://x:notaport",
-            "http://a@b:1",
-            "10.0.0.1:9000",
-        ] {
-            assert!(Target::parse(bad).is_none(), "{bad:?}");
-        }
-    }
-}

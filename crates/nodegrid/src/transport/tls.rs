@@ -3,7 +3,6 @@
 //! be reloaded without a restart; with a CA and `require_client_cert`, peers must present a
 //! certificate signed by that CA (mTLS).
 
-use super::IoHalves;
 use crate::error::ConfigError;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
@@ -162,12 +161,15 @@ impl TlsConfig {
         self.server.load_full()
     }
 
-    pub(crate) async fn connect(&self, hostname: &str, tcp: TcpStream) -> io::Result<IoHalves> {
+    pub(crate) async fn connect(
+        &self,
+        hostname: &str,
+        tcp: TcpStream,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let name = ServerName::try_from(hostname.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let connector = tokio_rustls::TlsConnector::from(self.client.load_full());
-        let s = connector.connect(name, tcp).await?;
-        Ok(IoHalves::from_io(s))
+        connector.connect(name, tcp).await
     }
 
     pub(crate) async fn accept(

@@ -3,15 +3,11 @@
 
 use super::crc::{crc32_of, CRC_LEN};
 use super::error::{DecodeError, EncodeError};
+use super::ids::{HandlerId, MuxId};
 use super::msgpack::{self, Reader};
 use super::subroute::{SubrouteId, SUBROUTE_LEN};
 use super::{Flags, Op};
 use bytes::{BufMut, Bytes, BytesMut};
-
-/// A handler ID (one byte; 0 is reserved, PROTOCOL.md §7.1).
-pub type HandlerId = u8;
-/// A mux (call) ID chosen by the caller; 0 is connection level.
-pub type MuxId = u64;
 
 /// Default maximum size of one grid message: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;

@@ -20,6 +20,8 @@ mod crc;
 mod dial;
 mod error;
 mod flags;
+mod handler_names;
+mod ids;
 mod merged;
 mod message;
 pub(crate) mod msgpack;
@@ -32,13 +34,14 @@ pub use crc::{crc32_of, CRC_LEN};
 pub use dial::should_dial;
 pub use error::{DecodeError, EncodeError};
 pub use flags::Flags;
+pub use handler_names::handler_name;
+pub(crate) use handler_names::invalid_handler_text;
+pub use ids::{HandlerId, MuxId};
 pub use merged::{
     encode_merged, split_frame, FrameMessages, MergedBuilder, MERGED_HEADER_MAX_LEN,
     MERGE_MAX_BYTES, MERGE_MAX_MESSAGES,
 };
-pub use message::{
-    HandlerId, Limits, Message, MuxId, DEFAULT_MAX_MESSAGE_SIZE, FRAME_SLACK, MAX_MESSAGE_OVERHEAD,
-};
+pub use message::{Limits, Message, DEFAULT_MAX_MESSAGE_SIZE, FRAME_SLACK, MAX_MESSAGE_OVERHEAD};
 pub use op::Op;
 pub use payload::{
     ConnectRequest, ConnectResponse, InstanceId, MuxConnectErrorPayload, PingPayload, PongPayload,

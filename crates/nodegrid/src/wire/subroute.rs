@@ -1,7 +1,7 @@
 //! Subroute IDs (PROTOCOL.md §3.6a): a 32-byte route tag that lets several handlers share one
 //! handler ID (MinIO uses the drive path).
 
-use super::HandlerId;
+use super::ids::HandlerId;
 use sha2::{Digest, Sha256};
 
 /// Length of the subroute trailer.

@@ -1,102 +1,36 @@
 //! [`Connection`]: the long-lived link to one remote host. It survives reconnects; calls go
-//! through whichever session is live. The dialing side runs the reconnect loop here.
+//! through whichever session is live.
 
-use crate::auth::{time_header_value, Auth};
+use crate::api::call::{CallOptions, StreamCall, StreamOptions};
+use crate::api::common::Common;
 use crate::error::Error;
-use crate::handler::Registry;
-use crate::proto::backoff::redial_delay;
 use crate::proto::state::ConnState;
+use crate::session::single;
+use crate::session::state::next_mux_id;
+use crate::session::stream::open;
+use crate::session::{self, Link, Session, SessionOwner};
 use crate::stats::{ConnCounters, ConnectionStats, ErrorCounts};
-use crate::stream::{StreamCall, StreamOptions};
-use crate::transport::handshake::{self, DialError};
-use crate::transport::session::{next_mux_id, Outgoing, Session, EXACT_DEADLINE_LIMIT};
-use crate::transport::ws::{FrameDecoder, Role};
-use crate::transport::{Dialer, Target};
-use crate::wire::{
-    ConnectRequest, ConnectResponse, Flags, GridTime, HandlerId, Limits, Message, Op, SubrouteId,
-};
-use crate::GridConfig;
+use crate::transport::ws::Role;
+use crate::transport::{IoHalves, Target};
+use crate::wire::{Flags, GridTime, HandlerId, SubrouteId};
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tokio::sync::{oneshot, watch, Semaphore};
+use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// How often a repeated connection error of one peer is logged.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// What every connection of a manager shares.
-pub(crate) struct Common {
-    pub local: Arc<str>,
-    pub hosts: Vec<String>,
-    pub route: String,
-    pub auth: Auth,
-    pub cfg: GridConfig,
-    pub instance_id: [u8; 16],
-    pub registry: Registry,
-    pub dialer: Arc<dyn Dialer>,
-    pub shutdown: CancellationToken,
-    /// Set by [`crate::Manager::shutdown`] before `shutdown` fires: every call checks it, and
-    /// an atomic load costs nothing where the token's `is_cancelled` takes a shared lock.
-    pub stopped: std::sync::atomic::AtomicBool,
-    pub local_tls: bool,
-    pub handshake_permits: Arc<Semaphore>,
-    pub observer: Option<crate::observe::Observer>,
-    session_ids: AtomicU64,
-}
-
-impl Common {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        local: Arc<str>,
-        hosts: Vec<String>,
-        route: String,
-        auth: Auth,
-        cfg: GridConfig,
-        dialer: Arc<dyn Dialer>,
-        local_tls: bool,
-        observer: Option<crate::observe::Observer>,
-    ) -> Common {
-        let permits = Arc::new(Semaphore::new(cfg.max_pending_handshakes));
-        Common {
-            local,
-            hosts,
-            route,
-            auth,
-            cfg,
-            instance_id: *uuid::Uuid::new_v4().as_bytes(),
-            registry: Registry::default(),
-            dialer,
-            shutdown: CancellationToken::new(),
-            stopped: std::sync::atomic::AtomicBool::new(false),
-            local_tls,
-            handshake_permits: permits,
-            observer,
-            session_ids: AtomicU64::new(1),
-        }
-    }
-
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.session_ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            max_message_size: self.cfg.max_message_size,
-        }
-    }
-}
-
 pub(crate) struct ConnShared {
     pub(crate) common: Arc<Common>,
-    pub(crate) remote: Arc<str>,
+    /// What the sessions of this connection read (remote host, config, counters, handlers).
+    pub(crate) link: Arc<Link>,
     pub(crate) target: Target,
     pub(crate) dials: bool,
-    pub(crate) counters: ConnCounters,
     pub(crate) state: watch::Sender<ConnState>,
     pub(crate) session: ArcSwapOption<Session>,
     next_mux: AtomicU64,
@@ -114,12 +48,18 @@ impl ConnShared {
         // Start far from 1 so MinIO's small sequential IDs never meet ours (§12.4), within
         // [2^31, 2^32) to keep 5-byte encodings.
         let start = rand::random::<u32>() | 0x8000_0000;
+        let link = Arc::new(Link {
+            remote: Arc::from(remote),
+            cfg: common.cfg.clone(),
+            counters: ConnCounters::default(),
+            handlers: common.registry.clone(),
+            observer: common.observer.clone(),
+        });
         ConnShared {
             common,
-            remote: Arc::from(remote),
+            link,
             target,
             dials,
-            counters: ConnCounters::default(),
             state: watch::channel(ConnState::Unconnected).0,
             session: ArcSwapOption::empty(),
             next_mux: AtomicU64::new(start as u64),
@@ -129,26 +69,29 @@ impl ConnShared {
     }
 
     /// Makes `sess` the live session, replacing (and ending) any previous one (§2.7).
-    pub(crate) fn install(&self, sess: &Arc<Session>) {
+    fn install_session(&self, sess: &Arc<Session>) {
         let old = self.session.swap(Some(sess.clone()));
-        let n = self.counters.connects.fetch_add(1, Ordering::Relaxed);
+        let n = self.link.counters.connects.fetch_add(1, Ordering::Relaxed);
         if n > 0 {
-            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.link
+                .counters
+                .reconnects
+                .fetch_add(1, Ordering::Relaxed);
         }
-        self.counters.last_connect_unix_ms.store(
+        self.link.counters.last_connect_unix_ms.store(
             (GridTime::now().unix_nanos() / 1_000_000) as u64,
             Ordering::Relaxed,
         );
         *self.last_error.lock() = None;
         self.state.send_replace(ConnState::Connected);
-        tracing::info!(local = %self.common.local, remote = %self.remote, "connected");
+        tracing::info!(local = %self.common.local, remote = %self.link.remote, "connected");
         if let Some(old) = old {
             old.end("replaced by a new session");
         }
     }
 
     /// Called once by a session that ended.
-    pub(crate) fn session_ended(&self, sess: &Arc<Session>, reason: &str) {
+    fn end_session(&self, sess: &Arc<Session>, reason: &str) {
         let prev = self
             .session
             .compare_and_swap(&Some(sess.clone()), None::<Arc<Session>>);
@@ -179,7 +122,7 @@ impl ConnShared {
             let suppressed = lim.1;
             *lim = (Some(now), 0);
             drop(lim);
-            tracing::warn!(local = %self.common.local, remote = %self.remote, suppressed, "grid connection: {e}");
+            tracing::warn!(local = %self.common.local, remote = %self.link.remote, suppressed, "grid connection: {e}");
         } else {
             lim.1 += 1;
         }
@@ -187,6 +130,35 @@ impl ConnShared {
 
     fn next_mux(&self) -> u64 {
         next_mux_id(&self.next_mux)
+    }
+
+    /// The peer's host string.
+    pub(crate) fn remote(&self) -> &Arc<str> {
+        &self.link.remote
+    }
+
+    /// Starts a handshaken session on `io` as this connection's live one.
+    pub(crate) fn start_session(
+        self: &Arc<Self>,
+        io: IoHalves,
+        leftover: BytesMut,
+        role: Role,
+        peer_instance: [u8; 16],
+    ) -> Arc<Session> {
+        let common = &self.common;
+        // CRC unless both host strings are https:// (§3.5).
+        let tls = self.target.tls && common.local_tls;
+        let sess = Session::new(
+            self.link.clone(),
+            self.clone(),
+            common.next_session_id(),
+            role,
+            tls,
+            peer_instance,
+            &common.shutdown,
+        );
+        session::start(&sess, io, leftover);
+        sess
     }
 
     fn current(&self) -> Result<Arc<Session>, Error> {
@@ -200,22 +172,13 @@ impl ConnShared {
     }
 }
 
-/// Options of a single request.
-#[derive(Debug, Clone, Default)]
-pub struct CallOptions {
-    timeout: Option<Duration>,
-}
-
-impl CallOptions {
-    /// Default options: the manager's default deadline (60 s).
-    pub fn new() -> Self {
-        Self::default()
+impl SessionOwner for ConnShared {
+    fn install(&self, sess: &Arc<Session>) {
+        self.install_session(sess);
     }
 
-    /// The call's deadline, sent to the callee as DeadlineMS.
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = Some(d);
-        self
+    fn session_ended(&self, sess: &Arc<Session>, reason: &str) {
+        self.end_session(sess, reason);
     }
 }
 
@@ -250,35 +213,16 @@ pub struct Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("remote", &self.inner.remote)
+            .field("remote", self.inner.remote())
             .field("state", &*self.inner.state.borrow())
             .finish()
-    }
-}
-
-struct SingleGuard<'a> {
-    sess: &'a Arc<Session>,
-    mux: u64,
-    done: bool,
-}
-
-impl Drop for SingleGuard<'_> {
-    fn drop(&mut self) {
-        self.sess.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if !self.done && self.sess.outgoing.remove(self.mux).is_some() {
-            // We gave up (timeout or drop): tell a nodegrid callee to stop the handler. MinIO
-            // ignores it (§12.2), so this is wire-safe.
-            let mut m = Message::new(Op::DisconnectServerMux, self.mux);
-            m.flags = self.sess.base_flags;
-            self.sess.send_control(m);
-        }
     }
 }
 
 impl Connection {
     /// The remote host string.
     pub fn remote(&self) -> &str {
-        &self.inner.remote
+        self.inner.remote()
     }
 
     /// Whether this node dials the remote (the other side only accepts).
@@ -385,7 +329,8 @@ impl Connection {
         let sess = self.inner.current()?;
         let mux = self.inner.next_mux();
         let sub = subroute.map(|s| SubrouteId::new(handler, s));
-        crate::stream::open(sess, mux, caps, handler, sub, payload, opts.timeout).await
+        let h = open::open(sess, mux, caps, handler, sub, payload, opts.timeout).await?;
+        Ok(StreamCall::new(h))
     }
 
     fn check_size(&self, payload: Option<&Bytes>) -> Result<(), Error> {
@@ -408,7 +353,7 @@ impl Connection {
     ) -> Result<Option<Bytes>, Error> {
         let r = self.call_raw(handler, subroute, payload, opts).await;
         if let Err(e) = &r {
-            self.inner.counters.record_error(e);
+            self.inner.link.counters.record_error(e);
         }
         r
     }
@@ -424,60 +369,14 @@ impl Connection {
             return Err(Error::UnknownHandler);
         }
         self.check_size(payload.as_ref())?;
-        let cfg = &self.inner.common.cfg;
-        let timeout = opts.timeout.unwrap_or(cfg.default_request_timeout);
+        let timeout = opts.timeout_or(self.inner.common.cfg.default_request_timeout);
         if timeout < Duration::from_millis(1) {
             return Err(Error::DeadlineExceeded);
         }
-        let deadline = Instant::now() + timeout;
         let sess = self.inner.current()?;
         let mux = self.inner.next_mux();
-        let (tx, mut rx) = oneshot::channel();
-        // Long deadlines are enforced by the session's sweep, short ones by an exact timer:
-        // no timer registration per call for the common 60 s default.
-        let exact = timeout <= EXACT_DEADLINE_LIMIT;
-        sess.outgoing
-            .insert(mux, Outgoing::Single(tx, (!exact).then_some(deadline)))
-            .map_err(|_| Error::Disconnected)?;
-        sess.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut guard = SingleGuard {
-            sess: &sess,
-            mux,
-            done: false,
-        };
-        ConnCounters::add(&self.inner.counters.requests_out, 1);
-        let mut m = Message::new(Op::Request, mux);
-        m.deadline_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
-        m.handler = handler;
-        m.flags = sess.base_flags | Flags::EOF;
-        // An empty request is sent as "no payload" (ZERO never set by the caller, §3.7).
-        m.payload = payload.unwrap_or_default();
-        m.subroute = subroute.map(|s| SubrouteId::new(handler, s));
-        let wait = async {
-            {
-                // Queueing may wait for space; the sweep or a disconnect can end the call
-                // meanwhile.
-                let queued = sess.out.push_wait(m);
-                tokio::pin!(queued);
-                tokio::select! {
-                    biased;
-                    r = &mut rx => return r.map_err(|_| Error::Disconnected)?,
-                    q = &mut queued => q.map_err(|_| Error::Disconnected)?,
-                }
-            }
-            rx.await.map_err(|_| Error::Disconnected)?
-        };
-        let res = if exact {
-            match tokio::time::timeout_at(deadline, wait).await {
-                Ok(r) => r,
-                Err(_) => return Err(Error::DeadlineExceeded),
-            }
-        } else {
-            wait.await
-        };
-        // Answered, failed or expired by the session: the entry is gone, nothing to cancel.
-        guard.done = true;
-        res
+        let sub = subroute.map(|s| SubrouteId::new(handler, s));
+        single::call(&sess, mux, handler, sub, payload, timeout).await
     }
 
     /// Whether the live session adds CRC trailers (plaintext connections do, TLS ones do not,
@@ -496,7 +395,7 @@ impl Connection {
 
     /// A statistics snapshot.
     pub fn stats(&self) -> ConnectionStats {
-        let c = &self.inner.counters;
+        let c = &self.inner.link.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let state = self.state();
         let (outgoing, incoming, queue) = match self.inner.session.load_full() {
@@ -508,7 +407,7 @@ impl Connection {
             None => (0, 0, 0),
         };
         ConnectionStats {
-            remote: self.inner.remote.to_string(),
+            remote: self.inner.remote().to_string(),
             state: state.to_string(),
             connected: state.is_connected(),
             dialer: self.inner.dials,
@@ -634,116 +533,4 @@ impl Subroute {
             .open_stream_inner(handler, Some(&self.name), payload, opts)
             .await
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dialing
-
-/// The dialer's loop: connect, serve the session until it ends, redial (§4.6).
-pub(crate) async fn dial_loop(conn: Arc<ConnShared>) {
-    let common = conn.common.clone();
-    let mut first = true;
-    loop {
-        if common.shutdown.is_cancelled() {
-            break;
-        }
-        if first {
-            conn.state.send_replace(ConnState::Connecting);
-        }
-        let start = Instant::now();
-        let attempt = tokio::select! {
-            r = dial_once(&conn) => r,
-            _ = common.shutdown.cancelled() => break,
-        };
-        match attempt {
-            Ok(sess) => {
-                first = false;
-                tokio::select! {
-                    _ = sess.cancel.cancelled() => {}
-                    _ = common.shutdown.cancelled() => break,
-                }
-                // Redial at once after a session ends.
-            }
-            Err(e) => {
-                ConnCounters::add(&conn.counters.handshake_failures, 1);
-                let text = e.to_string();
-                conn.note_error(&text);
-                conn.state.send_replace(ConnState::Disconnected(text));
-                let u: f64 = rand::random();
-                let next = start + redial_delay(u, common.cfg.redial_min, common.cfg.redial_max);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next) => {}
-                    _ = common.shutdown.cancelled() => break,
-                }
-            }
-        }
-    }
-    conn.state.send_replace(ConnState::Shutdown);
-}
-
-async fn dial_once(conn: &Arc<ConnShared>) -> Result<Arc<Session>, DialError> {
-    let common = &conn.common;
-    let cfg = &common.cfg;
-    let token = common.auth.token();
-    let (mut io, leftover) = tokio::time::timeout(cfg.dial_timeout, async {
-        let mut io = common.dialer.dial(&conn.target).await?;
-        let leftover = handshake::client_upgrade(
-            &mut io.read,
-            &mut io.write,
-            &conn.target.authority,
-            &common.route,
-            &token,
-            &time_header_value(SystemTime::now()),
-        )
-        .await?;
-        Ok::<_, DialError>((io, leftover))
-    })
-    .await
-    .map_err(|_| DialError::Timeout(cfg.dial_timeout))??;
-
-    let req = ConnectRequest {
-        id: common.instance_id,
-        host: common.local.to_string(),
-        time: GridTime::now(),
-        token,
-    };
-    let mut m = Message::new(Op::Connect, 0);
-    m.payload = req.encode();
-    let connect = m
-        .to_bytes()
-        .map_err(|e| DialError::BadResponse(e.to_string()))?;
-    let limits = common.limits();
-    let (peer, buf) = tokio::time::timeout(cfg.handshake_timeout, async {
-        handshake::write_message(&mut io.write, &connect, Role::Dialer).await?;
-        ConnCounters::add(&conn.counters.bytes_out, connect.len() as u64);
-        ConnCounters::add(&conn.counters.msgs_out, 1);
-        let mut buf = leftover;
-        let mut dec = FrameDecoder::new(Role::Dialer, limits.max_frame_size());
-        let (b, binary) = handshake::read_first_message(&mut io.read, &mut buf, &mut dec)
-            .await?
-            .ok_or_else(|| {
-                DialError::BadResponse("connection closed before the connect response".into())
-            })?;
-        ConnCounters::add(&conn.counters.bytes_in, b.len() as u64);
-        ConnCounters::add(&conn.counters.msgs_in, 1);
-        if !binary {
-            return Err(DialError::BadResponse(
-                "connect response is not a binary message".into(),
-            ));
-        }
-        let msg =
-            Message::decode_with(&b, &limits).map_err(|e| DialError::BadResponse(e.to_string()))?;
-        if msg.op != Op::ConnectResponse {
-            return Err(DialError::BadResponse(format!("unexpected op {}", msg.op)));
-        }
-        let resp = ConnectResponse::decode(&msg.payload)
-            .map_err(|e| DialError::BadResponse(e.to_string()))?;
-        if !resp.accepted {
-            return Err(DialError::Rejected(resp.rejected_reason));
-        }
-        Ok((resp.id, buf))
-    })
-    .await
-    .map_err(|_| DialError::Timeout(cfg.handshake_timeout))??;
-    Ok(Session::spawn(conn, io, buf, Role::Dialer, peer))
 }

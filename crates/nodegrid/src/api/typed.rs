@@ -18,11 +18,12 @@
 //! # Ok(()) }
 //! ```
 
+use crate::api::call::{CallOptions, StreamCall, StreamOptions};
+use crate::api::connection::Connection;
+use crate::api::manager::{Manager, StreamSpec};
 use crate::error::{ConfigError, Error, RemoteError};
-use crate::handler::Request;
-use crate::stream::{StreamCall, StreamContext, StreamInput, StreamOptions, StreamOutput};
+use crate::session::{Request, StreamContext, StreamInput, StreamOutput};
 use crate::wire::HandlerId;
-use crate::{CallOptions, Connection, Manager, StreamSpec};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

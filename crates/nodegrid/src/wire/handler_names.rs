@@ -1,6 +1,9 @@
 //! Handler names of the reference version (PROTOCOL.md Appendix C). They appear in
 //! `Invalid Handler for type: <Name>` errors, so interop needs the exact texts.
 
+use super::ids::HandlerId;
+use super::subroute::SubrouteId;
+
 const NAMES: [&str; 81] = [
     "handlerInvalid",
     "LockLock",
@@ -90,6 +93,17 @@ pub fn handler_name(id: u8) -> std::borrow::Cow<'static, str> {
     match NAMES.get(id as usize) {
         Some(n) => std::borrow::Cow::Borrowed(n),
         None => std::borrow::Cow::Owned(format!("handler{id}")),
+    }
+}
+
+/// The callee's text for a call to an unregistered handler (PROTOCOL.md §5.2).
+pub(crate) fn invalid_handler_text(id: HandlerId, sub: Option<&SubrouteId>) -> String {
+    if id == 0 {
+        return "Invalid Handler".to_string();
+    }
+    match sub {
+        Some(s) => format!("Invalid Handler for type: {}", s.to_go_bytes_string()),
+        None => format!("Invalid Handler for type: {}", handler_name(id)),
     }
 }
 

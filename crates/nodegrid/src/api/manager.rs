@@ -2,15 +2,22 @@
 //! [`Connection`] per remote host; dials the peers this node is responsible for (§2.6) and
 //! accepts the others through [`Manager::serve`] or a mounted [`GridService`].
 
+use crate::api::acceptor::Acceptor;
+use crate::api::common::Common;
+use crate::api::connection::{ConnShared, Connection};
+use crate::api::reconnect::dial_loop;
 use crate::auth::Auth;
-use crate::connection::{dial_loop, Common, ConnShared, Connection};
+use crate::config::GridConfig;
 use crate::error::{ConfigError, Error};
-use crate::handler::{SingleHandler, StreamEntry};
+use crate::observe::{CallRecord, Observer};
+use crate::proto::state::ConnState;
+use crate::session::handlers::{SingleHandler, StreamEntry};
+use crate::session::StreamHandler;
 use crate::stats::ManagerStats;
-use crate::stream::StreamHandler;
-use crate::transport::{server, Dialer, GridService, Target, TcpDialer, TlsConfig};
+use crate::transport::accept;
+use crate::transport::endpoint::Endpoint;
+use crate::transport::{Dialer, GridService, Target, TcpDialer, TlsConfig};
 use crate::wire::{should_dial, HandlerId};
-use crate::GridConfig;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
@@ -24,8 +31,10 @@ pub const LOCK_ROUTE: &str = "/minio/grid/lock/v1";
 
 pub(crate) struct ManagerShared {
     pub(crate) common: Arc<Common>,
-    pub(crate) conns: HashMap<String, Arc<ConnShared>>,
+    pub(crate) conns: Arc<HashMap<String, Arc<ConnShared>>>,
     pub(crate) tls: Option<TlsConfig>,
+    /// The upgrade endpoint's settings, shared by every [`GridService`] of this manager.
+    endpoint: Arc<Endpoint>,
 }
 
 /// Registration options of a streaming handler.
@@ -98,7 +107,7 @@ pub struct ManagerBuilder {
     tls: Option<TlsConfig>,
     cfg: GridConfig,
     dialer: Option<Arc<dyn Dialer>>,
-    observer: Option<crate::observe::Observer>,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -144,10 +153,7 @@ impl ManagerBuilder {
 
     /// Calls `f` for every completed incoming call (single or stream), e.g. to write an audit
     /// log. `f` runs on the grid's tasks: keep it quick and non-blocking.
-    pub fn observe_calls(
-        mut self,
-        f: impl Fn(&crate::observe::CallRecord<'_>) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn observe_calls(mut self, f: impl Fn(&CallRecord<'_>) + Send + Sync + 'static) -> Self {
         self.observer = Some(Arc::new(f));
         self
     }
@@ -219,11 +225,24 @@ impl ManagerBuilder {
                 tokio::spawn(dial_loop(c.clone()));
             }
         }
+        let conns = Arc::new(conns);
+        let endpoint = Arc::new(Endpoint {
+            route: common.route.clone(),
+            local: common.local.clone(),
+            auth: common.auth.clone(),
+            handshake_timeout: common.cfg.handshake_timeout,
+            permits: common.handshake_permits.clone(),
+            handler: Arc::new(Acceptor {
+                common: common.clone(),
+                conns: conns.clone(),
+            }),
+        });
         Ok(Manager {
             shared: Arc::new(ManagerShared {
                 common,
                 conns,
                 tls: self.tls,
+                endpoint,
             }),
         })
     }
@@ -371,7 +390,7 @@ impl Manager {
 
     /// The upgrade endpoint as a hyper/tower service, to mount at the route path.
     pub fn service(&self) -> GridService {
-        GridService::new(self.shared.clone())
+        GridService::new(self.shared.endpoint.clone())
     }
 
     /// An axum router serving the upgrade endpoint at the route path; merge it into yours.
@@ -381,7 +400,14 @@ impl Manager {
 
     /// Accepts connections on `listener` (TLS if configured) until shutdown.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
-        server::serve(self.shared.clone(), listener).await
+        let shared = &self.shared;
+        accept::serve(
+            listener,
+            self.service(),
+            shared.tls.clone(),
+            shared.common.shutdown.clone(),
+        )
+        .await
     }
 
     /// A statistics snapshot of every connection.
@@ -408,7 +434,13 @@ impl Manager {
             if let Some(s) = c.session.load_full() {
                 s.end("manager shut down");
             }
-            c.state.send_replace(crate::ConnState::Shutdown);
+            c.state.send_replace(ConnState::Shutdown);
         }
+    }
+}
+
+impl From<&Manager> for GridService {
+    fn from(m: &Manager) -> GridService {
+        m.service()
     }
 }

@@ -1,8 +1,8 @@
 //! The WebSocket upgrade (PROTOCOL.md §2.2–2.3) and the grid handshake's message exchange
 //! (§4.2). The checks themselves are pure and live in `proto::handshake`.
 
+use super::dial::{BoxRead, BoxWrite};
 use super::ws::{self, FrameDecoder, Need, Role, WsEvent};
-use super::{BoxRead, BoxWrite};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};

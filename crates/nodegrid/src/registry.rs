@@ -1,87 +1,19 @@
 //! The handler registry: which code runs for an incoming call, looked up by handler ID or by
 //! 32-byte subroute ID (PROTOCOL.md §7). Readers take a lock-free snapshot; registration
-//! (rare) copies the table.
+//! (rare) copies the table. The session finds handlers through the registry's implementation
+//! of its `Handlers` trait.
 //!
 //! Single and streaming handlers live in separate tables, since the op code already says which
 //! kind a call is: one ID may have one single handler and one streaming handler (the
 //! reference allows one handler per ID across kinds; a second registration of the same kind
 //! fails with `mux handler already exists`).
 
-mod names;
-pub mod typed;
-
-pub use names::handler_name;
-
-use crate::error::{ConfigError, RemoteError};
-use crate::wire::{HandlerId, SubrouteId};
+use crate::error::ConfigError;
+use crate::session::handlers::{Handlers, SingleEntry, SingleHandler, StreamEntry};
+use crate::wire::{handler_name, HandlerId, SubrouteId};
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use futures::future::BoxFuture;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-/// What a single-request handler receives.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// The request payload; `None` when absent (an empty request arrives as absent, §3.7).
-    pub payload: Option<Bytes>,
-    /// The caller's host string as configured on this node.
-    pub caller: Arc<str>,
-    /// The subroute the handler was registered under, if any.
-    pub subroute: Option<Arc<str>>,
-    /// When the caller stops waiting, if it sent a deadline.
-    pub deadline: Option<Instant>,
-    /// Fires when the caller cancels, the deadline passes or the connection drops.
-    pub cancel: CancellationToken,
-}
-
-impl Request {
-    /// The payload, or empty bytes if absent.
-    pub fn bytes(&self) -> Bytes {
-        self.payload.clone().unwrap_or_default()
-    }
-}
-
-/// An async single-request handler: bytes in, bytes or a remote error out.
-///
-/// Implemented for every `Fn(Request) -> impl Future<Output = Result<Bytes, RemoteError>>`.
-pub trait SingleHandler: Send + Sync + 'static {
-    /// Handles one request.
-    fn call(&self, req: Request) -> BoxFuture<'static, Result<Bytes, RemoteError>>;
-}
-
-impl<F, Fut> SingleHandler for F
-where
-    F: Fn(Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
-{
-    fn call(&self, req: Request) -> BoxFuture<'static, Result<Bytes, RemoteError>> {
-        Box::pin(self(req))
-    }
-}
-
-/// A registered single handler and the subroute it was registered under.
-#[derive(Clone)]
-pub(crate) struct SingleEntry {
-    pub handler: Arc<dyn SingleHandler>,
-    pub subroute: Option<Arc<str>>,
-}
-
-/// A registered streaming handler (see [`crate::stream`]).
-#[derive(Clone)]
-pub(crate) struct StreamEntry {
-    pub handler: Arc<dyn crate::stream::StreamHandler>,
-    pub subroute: Option<Arc<str>>,
-    pub in_capacity: usize,
-    pub out_capacity: usize,
-    pub with_payload: bool,
-    /// Streams of this handler running at once (all peers), and the limit.
-    pub running: Arc<std::sync::atomic::AtomicUsize>,
-    pub max_running: usize,
-}
 
 #[derive(Clone, Default)]
 struct Tables {
@@ -194,22 +126,6 @@ impl Registry {
         })
     }
 
-    pub(crate) fn single(&self, id: HandlerId, sub: Option<&SubrouteId>) -> Option<SingleEntry> {
-        let t = self.tables.load();
-        match sub {
-            None => t.single.get(&id).cloned(),
-            Some(s) => t.single_sub.get(s).cloned(),
-        }
-    }
-
-    pub(crate) fn stream(&self, id: HandlerId, sub: Option<&SubrouteId>) -> Option<StreamEntry> {
-        let t = self.tables.load();
-        match sub {
-            None => t.stream.get(&id).cloned(),
-            Some(s) => t.stream_sub.get(s).cloned(),
-        }
-    }
-
     /// The local registration a caller uses to size a stream (§6.1): the plain one, or any
     /// subrouted one of the same ID.
     pub(crate) fn stream_for_caller(&self, id: HandlerId, subrouted: bool) -> Option<StreamEntry> {
@@ -228,13 +144,20 @@ impl Registry {
     }
 }
 
-/// The callee's text for a call to an unregistered handler (PROTOCOL.md §5.2).
-pub(crate) fn invalid_handler_text(id: HandlerId, sub: Option<&SubrouteId>) -> String {
-    if id == 0 {
-        return "Invalid Handler".to_string();
+impl Handlers for Registry {
+    fn single(&self, id: HandlerId, sub: Option<&SubrouteId>) -> Option<SingleEntry> {
+        let t = self.tables.load();
+        match sub {
+            None => t.single.get(&id).cloned(),
+            Some(s) => t.single_sub.get(s).cloned(),
+        }
     }
-    match sub {
-        Some(s) => format!("Invalid Handler for type: {}", s.to_go_bytes_string()),
-        None => format!("Invalid Handler for type: {}", handler_name(id)),
+
+    fn stream(&self, id: HandlerId, sub: Option<&SubrouteId>) -> Option<StreamEntry> {
+        let t = self.tables.load();
+        match sub {
+            None => t.stream.get(&id).cloned(),
+            Some(s) => t.stream_sub.get(s).cloned(),
+        }
     }
 }

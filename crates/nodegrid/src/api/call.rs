@@ -1,0 +1,201 @@
+//! The options of calls, and the caller's handle to a stream ([`StreamCall`]) with its
+//! `futures` `Stream` and `Sink` implementations.
+
+use crate::error::Error;
+use crate::session::stream::client::{close_send, poll_item, poll_send};
+use crate::session::stream::open::CallHandle;
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Options of a single request.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// Default options: the manager's default deadline (60 s).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The call's deadline, sent to the callee as DeadlineMS.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// The deadline set, or `default`.
+    pub(crate) fn timeout_or(&self, default: Duration) -> Duration {
+        self.timeout.unwrap_or(default)
+    }
+}
+
+/// Options for opening a stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) capacities: Option<(u32, usize)>,
+}
+
+impl StreamOptions {
+    /// No deadline, capacities from the local registration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A deadline for the whole stream (none by default).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Input and output capacities to use instead of a local registration of the handler
+    /// (the reference requires one, §6.1; both sides must agree).
+    pub fn capacities(mut self, in_capacity: u32, out_capacity: usize) -> Self {
+        self.capacities = Some((in_capacity, out_capacity));
+        self
+    }
+}
+
+/// A stream opened with [`crate::Connection::open_stream`].
+///
+/// Read the callee's output as a [`futures::Stream`] of `Result<Bytes, Error>`; it ends after
+/// the callee's EOF, or yields one error. Send input with [`StreamCall::send`] (waits for a
+/// credit) and end it with [`StreamCall::close_send`]. Dropping the stream (or both halves of
+/// [`StreamCall::split`]) cancels the remote handler.
+pub struct StreamCall {
+    h: Arc<CallHandle>,
+    input: Option<Bytes>,
+}
+
+impl std::fmt::Debug for StreamCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCall").finish_non_exhaustive()
+    }
+}
+
+impl StreamCall {
+    pub(crate) fn new(h: CallHandle) -> StreamCall {
+        StreamCall {
+            h: Arc::new(h),
+            input: None,
+        }
+    }
+
+    /// Sends one input item, waiting for a credit.
+    pub async fn send(&self, item: Bytes) -> Result<(), Error> {
+        let s = &self.h.s;
+        std::future::poll_fn(|cx| poll_send(s, cx, &item)).await
+    }
+
+    /// Ends the input (EOF). Further sends fail.
+    pub async fn close_send(&self) -> Result<(), Error> {
+        close_send(&self.h.s)
+    }
+
+    /// Cancels the stream: the remote handler's cancellation token fires, and this stream
+    /// then yields [`Error::Cancelled`] (unless it had already ended).
+    pub fn cancel(&self) {
+        self.h.abort(Error::Cancelled);
+    }
+
+    /// Splits into an input half and an output half that can be used from different tasks.
+    /// The stream is cancelled when both are dropped before it ends.
+    pub fn split(self) -> (StreamSender, StreamReceiver) {
+        (
+            StreamSender { h: self.h.clone() },
+            StreamReceiver { h: self.h },
+        )
+    }
+
+    /// The next output item (`None` after a clean end).
+    pub async fn recv(&mut self) -> Option<Result<Bytes, Error>> {
+        let s = self.h.s.clone();
+        std::future::poll_fn(|cx| poll_item(&s, cx)).await
+    }
+
+    /// The most output items this stream ever buffered (bounded by its output capacity).
+    pub fn max_buffered(&self) -> usize {
+        self.h.s.max_buffered()
+    }
+}
+
+impl futures::Stream for StreamCall {
+    type Item = Result<Bytes, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        poll_item(&self.h.s, cx)
+    }
+}
+
+impl futures::Sink<Bytes> for StreamCall {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        match this.input.take() {
+            None => Poll::Ready(Ok(())),
+            Some(item) => match poll_send(&this.h.s, cx, &item) {
+                Poll::Ready(r) => Poll::Ready(r),
+                Poll::Pending => {
+                    this.input = Some(item);
+                    Poll::Pending
+                }
+            },
+        }
+    }
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), Error> {
+        self.get_mut().input = Some(item);
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_ready(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        match Pin::new(&mut *this).poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(close_send(&this.h.s)),
+            other => other,
+        }
+    }
+}
+
+/// The input half of a split [`StreamCall`].
+pub struct StreamSender {
+    h: Arc<CallHandle>,
+}
+
+impl StreamSender {
+    /// Sends one input item, waiting for a credit.
+    pub async fn send(&self, item: Bytes) -> Result<(), Error> {
+        let s = &self.h.s;
+        std::future::poll_fn(|cx| poll_send(s, cx, &item)).await
+    }
+
+    /// Ends the input (EOF).
+    pub async fn close_send(&self) -> Result<(), Error> {
+        close_send(&self.h.s)
+    }
+}
+
+/// The output half of a split [`StreamCall`].
+pub struct StreamReceiver {
+    h: Arc<CallHandle>,
+}
+
+impl StreamReceiver {
+    /// The next output item (`None` after a clean end).
+    pub async fn recv(&mut self) -> Option<Result<Bytes, Error>> {
+        let s = self.h.s.clone();
+        std::future::poll_fn(|cx| poll_item(&s, cx)).await
+    }
+}
+
+impl futures::Stream for StreamReceiver {
+    type Item = Result<Bytes, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        poll_item(&self.h.s, cx)
+    }
+}
