@@ -3,7 +3,6 @@
 //! writes, the response body yields chunks as they are read, so a transfer holds at most a few
 //! chunks in memory whatever its size. Both count their bytes into the peer's stats.
 
-use crate::client::Inner;
 use crate::error::BoxError;
 use crate::stats::{ErrorKind, StatsCell};
 use crate::RestError;
@@ -199,6 +198,17 @@ impl Body for OutBody {
     }
 }
 
+/// The client a response body belongs to: the peer's name, its statistics, and what a broken
+/// connection means for it (the client marks the peer offline).
+pub(crate) trait BodyOwner: Send + Sync + 'static {
+    /// The peer's endpoint, for errors.
+    fn peer(&self) -> &str;
+    /// The peer's statistics.
+    fn stats(&self) -> &StatsCell;
+    /// Records a broken connection and returns the error to report.
+    fn connection_broken(self: Arc<Self>, source: BoxError) -> RestError;
+}
+
 /// A streamed response body. Yields chunks as they arrive; fails with
 /// [`RestError::Network`] (marking the peer offline) if the connection breaks, and with
 /// [`RestError::Deadline`] if the call's deadline passes before the end.
@@ -206,14 +216,14 @@ pub struct ResponseBody {
     incoming: Incoming,
     deadline: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
-    client: Arc<Inner>,
+    client: Arc<dyn BodyOwner>,
     done: bool,
 }
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
-            .field("peer", &self.client.peer)
+            .field("peer", &self.client.peer())
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
@@ -224,7 +234,7 @@ impl ResponseBody {
         incoming: Incoming,
         deadline: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
-        client: Arc<Inner>,
+        client: Arc<dyn BodyOwner>,
     ) -> Self {
         ResponseBody {
             incoming,
@@ -248,7 +258,7 @@ impl ResponseBody {
             let chunk = chunk?;
             if buf.len() + chunk.len() > limit {
                 return Err(RestError::ResponseTooLarge {
-                    peer: self.client.peer.clone(),
+                    peer: self.client.peer().to_string(),
                     limit,
                 });
             }
@@ -284,7 +294,7 @@ impl ResponseBody {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.client
-                            .stats
+                            .stats()
                             .bytes_received
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
                         buf.extend_from_slice(&data);
@@ -310,10 +320,10 @@ impl Stream for ResponseBody {
             if d.as_mut().poll(cx).is_ready() {
                 this.done = true;
                 let err = RestError::Deadline {
-                    peer: this.client.peer.clone(),
+                    peer: this.client.peer().to_string(),
                     deadline: this.timeout,
                 };
-                this.client.stats.error(ErrorKind::Deadline);
+                this.client.stats().error(ErrorKind::Deadline);
                 return Poll::Ready(Some(Err(err)));
             }
         }
@@ -326,13 +336,16 @@ impl Stream for ResponseBody {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(this.client.network_failure(Box::new(e)))));
+                    return Poll::Ready(Some(Err(this
+                        .client
+                        .clone()
+                        .connection_broken(Box::new(e)))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         if !data.is_empty() {
                             this.client
-                                .stats
+                                .stats()
                                 .bytes_received
                                 .fetch_add(data.len() as u64, Ordering::Relaxed);
                             return Poll::Ready(Some(Ok(data)));

@@ -7,7 +7,7 @@
 //! Neither holds more than one chunk at a time: `source` hands out slices of one shared 1 MiB
 //! buffer, so a multi-GiB answer allocates nothing per chunk.
 
-use crate::server::{HandlerError, RestReply, RestRequest};
+use crate::handler::{HandlerError, RestReply, RestRequest};
 use bytes::Bytes;
 use std::convert::Infallible;
 use std::sync::OnceLock;

@@ -5,13 +5,15 @@
 //! the only thing that flips it back. While offline, calls are refused before any I/O, so a
 //! dead peer costs callers nothing but a branch.
 
-use crate::body::{OutBody, RequestBody, ResponseBody};
+use crate::body::{BodyOwner, OutBody, RequestBody, ResponseBody};
 use crate::connect::Connector;
 use crate::error::BoxError;
-use crate::server::{check_method_name, normalize_prefix};
+use crate::route::{
+    check_method_name, normalize_prefix, DEFAULT_PREFIX, DEFAULT_VERSION, HEALTH_METHOD,
+};
 use crate::stats::{ErrorKind, RestStats, StatsCell};
 use crate::tls::ClientTls;
-use crate::{RestError, DEFAULT_PREFIX, DEFAULT_VERSION, HEALTH_METHOD, MAX_ERROR_MESSAGE};
+use crate::RestError;
 use http::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -24,6 +26,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// How much of an error answer's body the client keeps as the error message: 4 KiB.
+pub const MAX_ERROR_MESSAGE: usize = 4096;
 /// Default deadline of a call, for the whole exchange (request sent and response read): 15
 /// minutes, because the REST path carries multi-GiB bodies. Set a shorter one per call for
 /// small requests.
@@ -307,6 +311,20 @@ impl Inner {
             tokio::time::timeout(self.timing.health_timeout, self.health_http.request(req)).await,
             Ok(Ok(_))
         )
+    }
+}
+
+impl BodyOwner for Inner {
+    fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn stats(&self) -> &StatsCell {
+        &self.stats
+    }
+
+    fn connection_broken(self: Arc<Self>, source: BoxError) -> RestError {
+        self.network_failure(source)
     }
 }
 

@@ -46,6 +46,8 @@ pub mod builtin;
 mod client;
 mod connect;
 mod error;
+mod handler;
+mod route;
 mod serve;
 mod server;
 mod stats;
@@ -56,24 +58,15 @@ pub use client::{
     health_backoff, RestClient, RestClientBuilder, RestResponse, DEFAULT_CALL_TIMEOUT,
     DEFAULT_DIAL_TIMEOUT, DEFAULT_HEALTH_BACKOFF_MAX, DEFAULT_HEALTH_BACKOFF_START,
     DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE,
+    MAX_ERROR_MESSAGE,
 };
 pub use error::{BoxError, RestError};
+pub use handler::{BodyError, Handler, HandlerError, RequestStream, RestReply, RestRequest};
+pub use route::{DEFAULT_PREFIX, DEFAULT_VERSION, HEALTH_METHOD};
 pub use serve::{serve, ServerHandle};
-pub use server::{
-    BodyError, Handler, HandlerError, RequestStream, RestReply, RestRequest, RestServer,
-    RestServerBuilder,
-};
+pub use server::{RestServer, RestServerBuilder};
 pub use stats::RestStats;
 pub use tls::{server_tls_config, ClientTls};
 
 /// Re-exported so users can build certificates and keys without naming rustls themselves.
 pub use rustls::pki_types;
-
-/// Default path prefix of the REST routes.
-pub const DEFAULT_PREFIX: &str = "/nodegrid/rest";
-/// Default API version segment.
-pub const DEFAULT_VERSION: &str = "v1";
-/// Reserved method name of the health check route (`GET <prefix>/<version>/health`).
-pub const HEALTH_METHOD: &str = "health";
-/// How much of an error answer's body the client keeps as the error message: 4 KiB.
-pub const MAX_ERROR_MESSAGE: usize = 4096;
