@@ -60,6 +60,28 @@ impl Credentials {
     }
 }
 
+/// Listen backlog of a node's port: connections the kernel completes before the node accepts
+/// them. Above the default (1024) so a burst of connections (a cluster restarting, or a flood)
+/// does not leave sockets stranded in the kernel where no time limit of the node applies yet.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a node's listener on `addr` (`host:port`) with [`LISTEN_BACKLOG`].
+pub async fn bind(addr: &str) -> Result<TcpListener> {
+    let sa = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address"))?;
+    let sock = if sa.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    sock.set_reuseaddr(true)?;
+    sock.bind(sa).with_context(|| format!("binding {addr}"))?;
+    Ok(sock.listen(LISTEN_BACKLOG)?)
+}
+
 /// The socket address of a host string (`http://host:port` → `host:port`).
 pub fn listen_addr(host: &str) -> Result<String> {
     nodegrid::transport::Target::parse(host)
@@ -94,24 +116,20 @@ pub fn self_signed_tls() -> Result<TlsConfig> {
     Ok(TlsConfig::from_configs(client, server))
 }
 
-/// Serves a node on `listener`: the grid's upgrade endpoint and the REST methods (with the
-/// built-in `sink` and `source`) on the same port, plain or TLS.
+/// Serves a node on `listener` through the manager's front door: the grid's upgrade endpoint
+/// and the REST methods (with the built-in `sink` and `source`) on the same port, plain or TLS
+/// (the manager's, reloadable), with one set of limits for unauthenticated connections.
 pub fn serve_node(
     m: &Manager,
     auth: &Auth,
     listener: TcpListener,
-    tls: Option<&TlsConfig>,
 ) -> Result<nodegrid_rest::ServerHandle> {
     let rest = nodegrid_rest::RestServer::builder(auth.clone())
         .with_builtins()
         .build()
         .context("REST server configuration")?;
-    let app = m.router().merge(rest.router());
-    Ok(nodegrid_rest::serve(
-        listener,
-        app,
-        tls.map(|t| t.server_config()),
-    )?)
+    let door = m.front_door().merge(rest.router()).spawn(listener)?;
+    Ok(nodegrid_rest::ServerHandle::from_front_door(door))
 }
 
 /// A REST client for every peer of `m`, keyed by host string.
@@ -172,7 +190,7 @@ pub async fn start_in_process(n: usize, tls: bool, capacity: usize) -> Result<Cl
         }
         let m = b.build()?;
         builtin::register(&m, capacity)?;
-        servers.push(serve_node(&m, &auth, l, tls_cfg.as_ref())?);
+        servers.push(serve_node(&m, &auth, l)?);
         rest.push(rest_clients(&m, &auth, tls_cfg.as_ref())?);
         nodes.push(m);
     }
@@ -206,11 +224,8 @@ pub async fn join(
     }
     let m = b.build()?;
     builtin::register(&m, capacity)?;
-    let addr = listen_addr(local)?;
-    let l = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let server = serve_node(&m, &auth, l, tls.as_ref())?;
+    let l = bind(&listen_addr(local)?).await?;
+    let server = serve_node(&m, &auth, l)?;
     let rest = rest_clients(&m, &auth, tls.as_ref())?;
     if let Err(e) = m.wait_all_connected(Duration::from_secs(30)).await {
         eprintln!("warning: not all peers connected within 30 s ({e}); measuring anyway");

@@ -12,7 +12,6 @@ use nodegrid_log::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tracing_subscriber::prelude::*;
 
 /// How long shutdown may take to flush queued log and audit entries.
@@ -82,8 +81,54 @@ pub fn init_logging(json: bool) -> Result<Arc<Registry>> {
     Ok(registry)
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection is a descriptor,
+/// and a node under a connection flood should hit its own limits (the front door's) before
+/// the process's. Logs both values.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(
+            "reading the open-files limit failed: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let soft = lim.rlim_cur;
+    if soft < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            tracing::warn!(
+                soft,
+                hard = lim.rlim_max,
+                "raising the open-files limit failed: {}",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+    }
+    tracing::info!(
+        was = soft,
+        now = lim.rlim_max.max(soft),
+        hard = lim.rlim_max,
+        "open-files limit"
+    );
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
+
 pub async fn run(args: NodeArgs) -> Result<()> {
     let registry = init_logging(args.log_json)?;
+    raise_open_files_limit();
     let audit = registry.audit();
     let auth = args.creds.auth()?;
     let tls = args.creds.tls()?;
@@ -103,10 +148,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         Some(a) => a.clone(),
         None => listen_addr(&args.local)?,
     };
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let server = serve_node(&m, &auth, listener, tls.as_ref())?;
+    let listener = crate::cluster::bind(&addr).await?;
+    let server = serve_node(&m, &auth, listener)?;
     let rest = rest_clients(&m, &auth, tls.as_ref())?;
     tracing::info!(local = %args.local, listen = %addr, peers = args.hosts.len() - 1, "node started");
     for c in m.connections() {

@@ -17,8 +17,9 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use nodegrid::auth::{Auth, TIME_HEADER};
+use nodegrid::transport::Admission;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -166,7 +167,7 @@ impl RestServer {
             move |req: Request| {
                 let auth = auth.clone();
                 async move {
-                    match check_auth(&auth, req.headers()) {
+                    match check_auth(&auth, &req) {
                         Ok(()) => (StatusCode::OK, "ok").into_response(),
                         Err(refusal) => refusal.into_response(),
                     }
@@ -179,7 +180,7 @@ impl RestServer {
     }
 
     async fn dispatch(&self, req: Request) -> Response {
-        if let Err(refusal) = check_auth(&self.auth, req.headers()) {
+        if let Err(refusal) = check_auth(&self.auth, &req) {
             return refusal.into_response();
         }
         let (parts, body) = req.into_parts();
@@ -211,15 +212,21 @@ impl RestServer {
 }
 
 /// HTTP-level authentication (PROTOCOL.md §2.4, check A); the error response is 403 with the
-/// reason as text.
-fn check_auth(auth: &Auth, headers: &HeaderMap) -> Result<(), HandlerError> {
+/// reason as text. A request that passes marks its connection authenticated at the front door
+/// (it then no longer counts as a connection that has yet to authenticate).
+fn check_auth(auth: &Auth, req: &Request) -> Result<(), HandlerError> {
+    let headers = req.headers();
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     auth.check_http(
         get(http::header::AUTHORIZATION.as_str()),
         get(TIME_HEADER),
         SystemTime::now(),
     )
-    .map_err(|e| HandlerError::new(StatusCode::FORBIDDEN, e.to_string()))
+    .map_err(|e| HandlerError::new(StatusCode::FORBIDDEN, e.to_string()))?;
+    if let Some(a) = Admission::of(req) {
+        a.authenticated();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -36,8 +36,18 @@ pub struct GridConfig {
     /// The whole handshake (HTTP upgrade and grid Connect/ConnectResponse) must finish within
     /// this time, on both sides. The reference has no such limit. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Incoming connections still in their handshake at once; more are refused. Default 256.
+    /// Grid handshakes (between the HTTP upgrade and the session's start) in progress at once;
+    /// more upgrades are answered 503. Served through [`crate::transport::FrontDoor`] (as
+    /// [`crate::Manager::serve`] does), it is also the front door's cap on connections that
+    /// have not authenticated yet. Default 256.
     pub max_pending_handshakes: usize,
+    /// Grid handshakes in progress at once from one source address; more upgrades from it are
+    /// answered 503. Default 32.
+    pub max_pending_handshakes_per_source: usize,
+    /// After the HTTP upgrade, the dialer's Connect message must arrive within this time. A
+    /// dialer sends it at once, so this bounds how long an upgraded but silent socket holds a
+    /// handshake slot. Default 2 s.
+    pub connect_timeout: Duration,
     /// Maximum clock difference accepted in the grid handshake. Default 5 min.
     pub max_clock_skew: Duration,
     /// Redial delay bounds after a failed attempt (uniform). Default [1 s, 2 s).
@@ -73,6 +83,8 @@ impl Default for GridConfig {
             dial_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 256,
+            max_pending_handshakes_per_source: 32,
+            connect_timeout: Duration::from_secs(2),
             max_clock_skew: Duration::from_secs(300),
             redial_min: REDIAL_MIN,
             redial_max: REDIAL_MAX,
@@ -104,6 +116,10 @@ impl GridConfig {
         nz(self.max_running_handlers, "max_running_handlers")?;
         nz(self.max_incoming_streams, "max_incoming_streams")?;
         nz(self.max_pending_handshakes, "max_pending_handshakes")?;
+        nz(
+            self.max_pending_handshakes_per_source,
+            "max_pending_handshakes_per_source",
+        )?;
         nz(self.merge_max_messages, "merge_max_messages")?;
         let pos = |d: Duration, name| {
             if d.is_zero() {
@@ -120,6 +136,7 @@ impl GridConfig {
         pos(self.write_timeout, "write_timeout")?;
         pos(self.dial_timeout, "dial_timeout")?;
         pos(self.handshake_timeout, "handshake_timeout")?;
+        pos(self.connect_timeout, "connect_timeout")?;
         pos(self.stream_ping_interval, "stream_ping_interval")?;
         if self.merge_max_bytes > crate::wire::FRAME_SLACK {
             return Err(Limit {
@@ -136,3 +153,81 @@ impl GridConfig {
         Ok(())
     }
 }
+
+/// Limits of the [`crate::transport::FrontDoor`], the accept loop that serves a node's port
+/// (the grid's upgrade endpoint, the REST routes, and any routes of the user). Every field has
+/// a production default; see SECURITY.md for what each one protects.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FrontDoorConfig {
+    /// From the TCP accept, the TLS handshake and a complete first request head must arrive
+    /// within this time, and a connection must authenticate (a REST request that passes the
+    /// token check, or a grid upgrade) within it; otherwise it is closed. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes; a larger one is answered
+    /// 431 and the connection closed. At least 8 KiB. Default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Connections that have not authenticated yet, at once. Beyond it, new connections are
+    /// closed as soon as they are accepted. Authenticated connections and established grid
+    /// sessions never count against it. Default 256.
+    pub max_unauthenticated: usize,
+    /// An authenticated keep-alive connection waiting for its next request, or sending a
+    /// request head, is closed after this long. Longer than the REST client's pool idle
+    /// timeout (60 s), so clients normally close idle connections first. Default 90 s.
+    pub idle_timeout: Duration,
+    /// A request body must deliver at least [`FrontDoorConfig::body_min_bytes`] within every
+    /// period of this length (or end); a slower body fails with an error and the connection
+    /// is closed. Default 10 s.
+    pub body_timeout: Duration,
+    /// See [`FrontDoorConfig::body_timeout`]. Default 16 KiB (a body slower than 1.6 KB/s is
+    /// cut).
+    pub body_min_bytes: u64,
+}
+
+impl Default for FrontDoorConfig {
+    fn default() -> Self {
+        FrontDoorConfig {
+            handshake_timeout: Duration::from_secs(10),
+            max_head_bytes: 64 * 1024,
+            max_unauthenticated: 256,
+            idle_timeout: Duration::from_secs(90),
+            body_timeout: Duration::from_secs(10),
+            body_min_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl FrontDoorConfig {
+    /// Checks every limit; the error names the field and what is wrong.
+    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        use crate::error::ConfigError::Limit;
+        if self.max_head_bytes < MIN_HEAD_BYTES {
+            return Err(Limit {
+                name: "max_head_bytes",
+                reason: "must be at least 8192 bytes (HTTP/1 parser minimum)",
+            });
+        }
+        if self.max_unauthenticated == 0 {
+            return Err(Limit {
+                name: "max_unauthenticated",
+                reason: "must be > 0",
+            });
+        }
+        for (d, name) in [
+            (self.handshake_timeout, "handshake_timeout"),
+            (self.idle_timeout, "idle_timeout"),
+            (self.body_timeout, "body_timeout"),
+        ] {
+            if d.is_zero() {
+                return Err(Limit {
+                    name,
+                    reason: "must be > 0",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The smallest request-head limit the HTTP/1 parser accepts.
+pub(crate) const MIN_HEAD_BYTES: usize = 8192;

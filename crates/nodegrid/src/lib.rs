@@ -63,7 +63,7 @@ pub use api::{
     CallOptions, Connection, Manager, ManagerBuilder, MuxCounts, StreamCall, StreamOptions,
     StreamReceiver, StreamSender, StreamSpec, Subroute, DEFAULT_ROUTE, LOCK_ROUTE,
 };
-pub use config::GridConfig;
+pub use config::{FrontDoorConfig, GridConfig};
 pub use error::{ConfigError, Error, RemoteError};
 pub use proto::state::ConnState;
 pub use session::{StreamContext, StreamHandler, StreamInput, StreamOutput};

@@ -158,11 +158,73 @@ pub struct ConnectionStats {
     pub last_error: Option<String>,
 }
 
+/// Live counters of a front door (atomics, updated per connection, never per request).
+#[derive(Default, Debug)]
+pub(crate) struct FrontDoorCounters {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    pub unauthenticated: AtomicU64,
+    pub refused_over_limit: AtomicU64,
+    pub tls_failed: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub head_too_large: AtomicU64,
+    pub authenticated: AtomicU64,
+    pub slow_bodies: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+impl FrontDoorCounters {
+    pub(crate) fn snapshot(&self) -> FrontDoorStats {
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        FrontDoorStats {
+            accepted: l(&self.accepted),
+            open: l(&self.open),
+            unauthenticated: l(&self.unauthenticated),
+            refused_over_limit: l(&self.refused_over_limit),
+            tls_failed: l(&self.tls_failed),
+            timed_out: l(&self.timed_out),
+            head_too_large: l(&self.head_too_large),
+            authenticated: l(&self.authenticated),
+            slow_bodies: l(&self.slow_bodies),
+            accept_errors: l(&self.accept_errors),
+        }
+    }
+}
+
+/// A snapshot of a front door's counters ([`crate::transport::FrontDoor`]).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FrontDoorStats {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections open now that have not authenticated yet (against `max_unauthenticated`).
+    pub unauthenticated: u64,
+    /// Connections closed at once because `max_unauthenticated` was reached.
+    pub refused_over_limit: u64,
+    /// TLS handshakes that failed or did not finish within `handshake_timeout`.
+    pub tls_failed: u64,
+    /// Connections closed because they had not authenticated within `handshake_timeout`.
+    pub timed_out: u64,
+    /// Request heads over `max_head_bytes` (answered 431, connection closed).
+    pub head_too_large: u64,
+    /// Connections that authenticated (a REST request passed the token check, or a grid
+    /// session started).
+    pub authenticated: u64,
+    /// Request bodies cut for delivering less than `body_min_bytes` per `body_timeout`.
+    pub slow_bodies: u64,
+    /// Failed `accept` calls (out of file descriptors and the like).
+    pub accept_errors: u64,
+}
+
 /// A snapshot of every connection of a manager, plus totals.
 #[derive(Debug, Clone, Serialize)]
 pub struct ManagerStats {
     /// The local host string.
     pub local: String,
+    /// The front door of [`crate::Manager::serve`] / [`crate::Manager::front_door`] (zeros if
+    /// the node serves the grid some other way).
+    pub front_door: FrontDoorStats,
     /// Connections currently connected.
     pub connected: usize,
     /// Connections not connected.

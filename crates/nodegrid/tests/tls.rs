@@ -30,9 +30,24 @@ fn ca() -> Ca {
 
 /// Writes a node certificate (for 127.0.0.1) signed by `ca` and returns (cert, key) paths.
 fn node_cert(dir: &Path, name: &str, ca: &Ca, expired: bool) -> (PathBuf, PathBuf) {
-    let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    p.subject_alt_names
-        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    cert_with_names(dir, name, ca, expired, &["localhost"], true)
+}
+
+/// A certificate signed by `ca` with the DNS names `dns` (and 127.0.0.1 if `loopback_ip`).
+fn cert_with_names(
+    dir: &Path,
+    name: &str,
+    ca: &Ca,
+    expired: bool,
+    dns: &[&str],
+    loopback_ip: bool,
+) -> (PathBuf, PathBuf) {
+    let mut p =
+        CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    if loopback_ip {
+        p.subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    }
     if expired {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -67,6 +82,12 @@ fn rand_suffix() -> u64 {
 
 /// Two TLS nodes; node `i` uses `tls[i]`. Returns the managers and host strings.
 async fn two_nodes(tls: [TlsConfig; 2]) -> (Vec<Manager>, Vec<String>) {
+    let (ls, hosts) = two_listeners().await;
+    start_nodes(ls, &hosts, tls)
+}
+
+/// Two listeners on 127.0.0.1 and their https:// host strings.
+async fn two_listeners() -> (Vec<TcpListener>, Vec<String>) {
     common::init_tracing();
     let mut ls = Vec::new();
     let mut hosts = Vec::new();
@@ -75,9 +96,18 @@ async fn two_nodes(tls: [TlsConfig; 2]) -> (Vec<Manager>, Vec<String>) {
         hosts.push(format!("https://{}", l.local_addr().unwrap()));
         ls.push(l);
     }
+    (ls, hosts)
+}
+
+/// Starts a node on each listener; node `i` uses `tls[i]`.
+fn start_nodes(
+    ls: Vec<TcpListener>,
+    hosts: &[String],
+    tls: [TlsConfig; 2],
+) -> (Vec<Manager>, Vec<String>) {
     let mut nodes = Vec::new();
-    for ((l, t), h) in ls.into_iter().zip(tls).zip(&hosts) {
-        let m = Manager::builder(h.clone(), hosts.clone())
+    for ((l, t), h) in ls.into_iter().zip(tls).zip(hosts) {
+        let m = Manager::builder(h.clone(), hosts.to_vec())
             .auth(Auth::shared_token("tls"))
             .tls(t)
             .build()
@@ -91,7 +121,7 @@ async fn two_nodes(tls: [TlsConfig; 2]) -> (Vec<Manager>, Vec<String>) {
         tokio::spawn(async move { m2.serve(l).await });
         nodes.push(m);
     }
-    (nodes, hosts)
+    (nodes, hosts.to_vec())
 }
 
 /// The dialer of the pair and its connection to the other node.
@@ -268,6 +298,58 @@ async fn reload_replaces_certificates_without_restart() {
         n.wait_all_connected(Duration::from_secs(10)).await.unwrap();
     }
     assert_eq!(&c.request(78, "reloaded").await.unwrap()[..], b"reloaded");
+    for n in &nodes {
+        n.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// With mTLS the acceptor binds the host a dialer claims in its Connect message to the names of
+/// its client certificate: a certificate signed by the cluster's CA but made for
+/// `evil.example` no longer passes for another node's host (issue 14, finding 5). The matching
+/// case is `mtls_cluster_works_without_crc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_client_certificate_must_name_the_claimed_host() {
+    let dir = tempdir("identity");
+    let ca = ca();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+    let (ls, hosts) = two_listeners().await;
+    let dialer = if nodegrid::wire::should_dial(&hosts[0], &hosts[1]) {
+        0
+    } else {
+        1
+    };
+    // The dialer's certificate is CA-signed but names only evil.example; as a client it still
+    // trusts the acceptor's certificate for 127.0.0.1.
+    let tls: [TlsConfig; 2] = std::array::from_fn(|i| {
+        let (c, k) = if i == dialer {
+            cert_with_names(&dir, "evil", &ca, false, &["evil.example"], false)
+        } else {
+            node_cert(&dir, "good", &ca, false)
+        };
+        TlsConfig::from_pem_files(c, k, Some(&ca_path), true).unwrap()
+    });
+    let (nodes, hosts) = start_nodes(ls, &hosts, tls);
+    let c = nodes[dialer].connection(&hosts[1 - dialer]).unwrap();
+    let why = wait_error(&c).await;
+    assert_eq!(
+        why,
+        format!(
+            "disconnected (connection rejected: client certificate does not match the claimed \
+             host {}: \"127.0.0.1\" is not among its subject alternative names (DNS names: \
+             evil.example); give each node a certificate that names its own host)",
+            hosts[dialer]
+        )
+    );
+    // The acceptor records why, on the connection of the claimed host.
+    let acc = nodes[1 - dialer].connection(&hosts[dialer]).unwrap();
+    common::wait_for("the acceptor's last error", Duration::from_secs(10), || {
+        acc.last_error()
+            .is_some_and(|e| e.contains("is not among its subject alternative names"))
+    })
+    .await;
+    assert!(!c.state().is_connected());
     for n in &nodes {
         n.shutdown();
     }

@@ -7,7 +7,8 @@ use crate::api::common::Common;
 use crate::api::connection::ConnShared;
 use crate::proto::handshake::{check_connect, AcceptContext};
 use crate::stats::ConnCounters;
-use crate::transport::endpoint::UpgradeHandler;
+use crate::transport::endpoint::{PeerInfo, UpgradeHandler};
+use crate::transport::identity::check_peer_identity;
 use crate::transport::upgrade::{self as handshake, DialError};
 use crate::transport::ws::{FrameDecoder, Role};
 use crate::transport::IoHalves;
@@ -31,14 +32,22 @@ impl UpgradeHandler for Acceptor {
         self: Arc<Self>,
         io: IoHalves,
         leftover: BytesMut,
+        peer: PeerInfo,
         deadline: Instant,
-    ) -> BoxFuture<'static, ()> {
-        Box::pin(async move { accept_grid(&self, io, leftover, deadline).await })
+    ) -> BoxFuture<'static, bool> {
+        Box::pin(async move { accept_grid(&self, io, leftover, peer, deadline).await })
     }
 }
 
-/// Runs the acceptor's half of the grid handshake (§4.2) and starts the session.
-async fn accept_grid(mgr: &Acceptor, mut io: IoHalves, leftover: BytesMut, deadline: Instant) {
+/// Runs the acceptor's half of the grid handshake (§4.2) and starts the session; returns
+/// whether it did.
+async fn accept_grid(
+    mgr: &Acceptor,
+    mut io: IoHalves,
+    leftover: BytesMut,
+    peer: PeerInfo,
+    deadline: Instant,
+) -> bool {
     let common = &mgr.common;
     let limits = common.limits();
     let mut dec = FrameDecoder::new(Role::Acceptor, limits.max_frame_size());
@@ -51,14 +60,14 @@ async fn accept_grid(mgr: &Acceptor, mut io: IoHalves, leftover: BytesMut, deadl
     {
         Err(_) => {
             tracing::debug!(local = %common.local, "grid handshake timed out");
-            return;
+            return false;
         }
         // A peer that hangs up before sending Connect gets nothing (§11 item 30).
-        Ok(Ok(None)) => return,
-        Ok(Err(DialError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => return,
+        Ok(Ok(None)) => return false,
+        Ok(Err(DialError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => return false,
         Ok(Err(e)) => {
             reject(common, &mut io, format!("reading connect: {e}"), deadline).await;
-            return;
+            return false;
         }
         Ok(Ok(Some((b, _binary)))) => b,
     };
@@ -80,7 +89,7 @@ async fn accept_grid(mgr: &Acceptor, mut io: IoHalves, leftover: BytesMut, deadl
             }
             tracing::debug!(local = %common.local, "grid handshake rejected: {reason}");
             reject(common, &mut io, reason, deadline).await;
-            return;
+            return false;
         }
     };
     let Some(conn) = mgr.conns.get(&req.host) else {
@@ -91,8 +100,23 @@ async fn accept_grid(mgr: &Acceptor, mut io: IoHalves, leftover: BytesMut, deadl
             deadline,
         )
         .await;
-        return;
+        return false;
     };
+    // With mTLS, the claimed host must be a name of the client certificate (§2.5).
+    if let Some(cert) = &peer.cert {
+        if let Err(reason) = check_peer_identity(cert, &conn.target) {
+            ConnCounters::add(&conn.link.counters.handshake_failures, 1);
+            conn.note_error(&format!("incoming connection rejected: {reason}"));
+            reject(common, &mut io, reason, deadline).await;
+            return false;
+        }
+    }
+    // Two processes with one host string would replace each other's sessions without pause.
+    if let Err(reason) = conn.admit_instance(req.id) {
+        ConnCounters::add(&conn.link.counters.handshake_failures, 1);
+        reject(common, &mut io, reason, deadline).await;
+        return false;
+    }
     let resp = ConnectResponse {
         id: common.instance_id,
         accepted: true,
@@ -100,14 +124,16 @@ async fn accept_grid(mgr: &Acceptor, mut io: IoHalves, leftover: BytesMut, deadl
     };
     let mut m = Message::new(Op::ConnectResponse, 0);
     m.payload = resp.encode();
-    let Ok(bytes) = m.to_bytes() else { return };
+    let Ok(bytes) = m.to_bytes() else {
+        return false;
+    };
     let wrote = tokio::time::timeout_at(
         deadline,
         handshake::write_message(&mut io.write, &bytes, Role::Acceptor),
     )
     .await;
     if !matches!(wrote, Ok(Ok(()))) {
-        return;
+        return false;
     }
     let c = &conn.link.counters;
     ConnCounters::add(&c.bytes_in, first_len as u64);
@@ -115,6 +141,7 @@ async fn accept_grid(mgr: &Acceptor, mut io: IoHalves, leftover: BytesMut, deadl
     ConnCounters::add(&c.bytes_out, bytes.len() as u64);
     ConnCounters::add(&c.msgs_out, 1);
     conn.start_session(io, buf, Role::Acceptor, req.id);
+    true
 }
 
 /// The claimed host of a Connect message, for attributing a rejection to a connection.

@@ -7,16 +7,17 @@ use crate::api::common::Common;
 use crate::api::connection::{ConnShared, Connection};
 use crate::api::reconnect::dial_loop;
 use crate::auth::Auth;
+use crate::config::FrontDoorConfig;
 use crate::config::GridConfig;
 use crate::error::{ConfigError, Error};
 use crate::observe::{CallRecord, Observer};
 use crate::proto::state::ConnState;
 use crate::session::handlers::{SingleHandler, StreamEntry};
 use crate::session::StreamHandler;
+use crate::stats::FrontDoorCounters;
 use crate::stats::ManagerStats;
-use crate::transport::accept;
-use crate::transport::endpoint::Endpoint;
-use crate::transport::{Dialer, GridService, Target, TcpDialer, TlsConfig};
+use crate::transport::endpoint::{Endpoint, SourceLimit};
+use crate::transport::{Dialer, FrontDoor, GridService, Target, TcpDialer, TlsConfig};
 use crate::wire::{should_dial, HandlerId};
 use std::collections::HashMap;
 use std::io;
@@ -35,6 +36,8 @@ pub(crate) struct ManagerShared {
     pub(crate) tls: Option<TlsConfig>,
     /// The upgrade endpoint's settings, shared by every [`GridService`] of this manager.
     endpoint: Arc<Endpoint>,
+    /// The counters of the front doors this manager created.
+    front_door: Arc<FrontDoorCounters>,
 }
 
 /// Registration options of a streaming handler.
@@ -231,7 +234,11 @@ impl ManagerBuilder {
             local: common.local.clone(),
             auth: common.auth.clone(),
             handshake_timeout: common.cfg.handshake_timeout,
+            connect_timeout: common.cfg.connect_timeout,
             permits: common.handshake_permits.clone(),
+            per_source: Arc::new(SourceLimit::new(
+                common.cfg.max_pending_handshakes_per_source,
+            )),
             handler: Arc::new(Acceptor {
                 common: common.clone(),
                 conns: conns.clone(),
@@ -243,6 +250,7 @@ impl ManagerBuilder {
                 conns,
                 tls: self.tls,
                 endpoint,
+                front_door: Arc::default(),
             }),
         })
     }
@@ -398,16 +406,34 @@ impl Manager {
         axum::Router::new().route_service(&self.shared.common.route, self.service())
     }
 
-    /// Accepts connections on `listener` (TLS if configured) until shutdown.
-    pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+    /// A front door for this node's port: the grid's route, this manager's TLS (reloadable),
+    /// the handshake limits of its [`GridConfig`] (`handshake_timeout`,
+    /// `max_pending_handshakes` as the cap on unauthenticated connections) and the other
+    /// [`FrontDoorConfig`] defaults, stopping at [`Manager::shutdown`]. Merge other routes
+    /// into it (the REST routes, your own) to serve them on the same port with the same
+    /// protections; its counters appear in [`Manager::stats`].
+    pub fn front_door(&self) -> FrontDoor {
         let shared = &self.shared;
-        accept::serve(
-            listener,
-            self.service(),
-            shared.tls.clone(),
-            shared.common.shutdown.clone(),
-        )
-        .await
+        let cfg = &shared.common.cfg;
+        let limits = FrontDoorConfig {
+            handshake_timeout: cfg.handshake_timeout,
+            max_unauthenticated: cfg.max_pending_handshakes,
+            ..FrontDoorConfig::default()
+        };
+        let mut door = FrontDoor::new(self.router())
+            .config(limits)
+            .shutdown_on(shared.common.shutdown.clone())
+            .with_counters(shared.front_door.clone());
+        if let Some(tls) = &shared.tls {
+            door = door.tls(tls.clone());
+        }
+        door
+    }
+
+    /// Accepts connections on `listener` (TLS if configured) until shutdown, through
+    /// [`Manager::front_door`].
+    pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        self.front_door().serve(listener).await
     }
 
     /// A statistics snapshot of every connection.
@@ -416,6 +442,7 @@ impl Manager {
         let connected = connections.iter().filter(|c| c.connected).count();
         ManagerStats {
             local: self.local().to_string(),
+            front_door: self.shared.front_door.snapshot(),
             connected,
             disconnected: connections.len() - connected,
             connections,

@@ -1,55 +1,390 @@
-//! The accept loop of [`crate::Manager::serve`]: accepts TCP connections, terminates TLS if
-//! configured, and serves the grid's upgrade endpoint on each, with the handshake bounded in
-//! time and in number.
+//! The front door: the one accept loop for everything a node serves on its port — the grid's
+//! upgrade endpoint, the REST routes, and any routes the user adds — plain or TLS, with one
+//! set of protections for connections that have not authenticated yet.
+//!
+//! * The TLS handshake, the first request head, and authentication must all happen within
+//!   `handshake_timeout` of the accept; otherwise the connection is closed.
+//! * A request head is at most `max_head_bytes`.
+//! * At most `max_unauthenticated` connections may be unauthenticated at once; beyond it, new
+//!   connections are closed as soon as they are accepted. A connection stops counting once it
+//!   authenticates: a REST request passes the token check, or a grid session starts.
+//!   Established grid sessions never count against it and never wait behind it.
+//! * Authenticated keep-alive connections are closed after `idle_timeout` without a request,
+//!   and request bodies must keep a minimum pace (`body_min_bytes` per `body_timeout`).
+//!
+//! Routes mark their connection authenticated through the [`Admission`] every request carries
+//! in its extensions. The limits are in [`FrontDoorConfig`]; the counters in [`FrontDoorStats`].
 
-use super::endpoint::GridService;
 use super::tls::TlsConfig;
+use crate::config::FrontDoorConfig;
+use crate::error::ConfigError;
+use crate::stats::{FrontDoorCounters, FrontDoorStats};
+use axum::Router;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use rustls::pki_types::CertificateDer;
+use std::future::Future;
 use std::io;
-use tokio::net::TcpListener;
-use tokio::time::Instant;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tower_service::Service;
 
-/// Accepts connections on `listener` until `shutdown` fires.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    svc: GridService,
-    tls: Option<TlsConfig>,
+/// How often a repeated accept error is logged at WARN.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Serves a router on a listener with the node's protections. Build one with
+/// [`FrontDoor::new`] (or [`crate::Manager::front_door`], which starts from the grid's route,
+/// TLS and limits), add routes with [`FrontDoor::merge`], then [`FrontDoor::serve`] or
+/// [`FrontDoor::spawn`].
+///
+/// ```no_run
+/// # async fn f(mgr: nodegrid::Manager) -> std::io::Result<()> {
+/// use nodegrid::transport::Admission;
+/// let status = axum::Router::new().route(
+///     "/status",
+///     axum::routing::get(|req: axum::extract::Request| async move {
+///         // An open route: mark the connection authenticated so it may stay open.
+///         if let Some(a) = Admission::of(&req) {
+///             a.authenticated();
+///         }
+///         "up"
+///     }),
+/// );
+/// let listener = tokio::net::TcpListener::bind("10.0.0.1:9000").await?;
+/// mgr.front_door().merge(status).serve(listener).await
+/// # }
+/// ```
+pub struct FrontDoor {
+    router: Router,
+    tls: Option<TlsSource>,
+    cfg: FrontDoorConfig,
+    counters: Arc<FrontDoorCounters>,
     shutdown: CancellationToken,
-) -> io::Result<()> {
-    let ep = svc.endpoint().clone();
-    loop {
-        let (tcp, _peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) if is_transient(&e) => {
-                    tracing::debug!("accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
-            _ = shutdown.cancelled() => return Ok(()),
-        };
-        let _ = tcp.set_nodelay(true);
-        let Ok(permit) = ep.permits.clone().try_acquire_owned() else {
-            // Too many connections still in their handshake: refuse this one.
-            continue;
-        };
-        let accepted = Instant::now();
-        let svc = svc.clone().accepted_at(accepted);
-        let deadline = accepted + ep.handshake_timeout;
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => svc.serve_connection(tcp).await,
-                Some(tls) => {
-                    if let Ok(Ok(s)) = tokio::time::timeout_at(deadline, tls.accept(tcp)).await {
-                        svc.serve_connection(s).await;
-                    }
-                }
+}
+
+impl std::fmt::Debug for FrontDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontDoor")
+            .field("tls", &self.tls.is_some())
+            .field("config", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the server certificate comes from: a reloadable [`TlsConfig`] (read at every accept,
+/// so a reload reaches new connections) or a fixed rustls configuration.
+#[derive(Clone)]
+enum TlsSource {
+    Reloadable(TlsConfig),
+    Fixed(Arc<rustls::ServerConfig>),
+}
+
+impl TlsSource {
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        match self {
+            TlsSource::Reloadable(t) => tokio_rustls::TlsAcceptor::from(t.server_config()),
+            TlsSource::Fixed(c) => tokio_rustls::TlsAcceptor::from(c.clone()),
+        }
+    }
+}
+
+impl FrontDoor {
+    /// A front door serving `router` in plain HTTP with the default limits.
+    pub fn new(router: Router) -> FrontDoor {
+        FrontDoor {
+            router,
+            tls: None,
+            cfg: FrontDoorConfig::default(),
+            counters: Arc::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Adds the routes of `router` (see [`axum::Router::merge`]).
+    pub fn merge(mut self, router: Router) -> FrontDoor {
+        self.router = self.router.merge(router);
+        self
+    }
+
+    /// Serves TLS with the certificate of `tls`, read again at every accept (so
+    /// [`TlsConfig::reload`] reaches new connections). With a CA and client certificates
+    /// required, peers must present a certificate signed by that CA (mTLS).
+    pub fn tls(mut self, tls: TlsConfig) -> FrontDoor {
+        self.tls = Some(TlsSource::Reloadable(tls));
+        self
+    }
+
+    /// Serves TLS with a fixed rustls server configuration.
+    pub fn tls_server_config(mut self, cfg: Arc<rustls::ServerConfig>) -> FrontDoor {
+        self.tls = Some(TlsSource::Fixed(cfg));
+        self
+    }
+
+    /// The limits (see [`FrontDoorConfig`] for each default).
+    pub fn config(mut self, cfg: FrontDoorConfig) -> FrontDoor {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Stops accepting when `token` fires; [`FrontDoor::serve`] then returns.
+    pub fn shutdown_on(mut self, token: CancellationToken) -> FrontDoor {
+        self.shutdown = token;
+        self
+    }
+
+    /// Counts into `counters` (a manager's, so its stats show the front door).
+    pub(crate) fn with_counters(mut self, counters: Arc<FrontDoorCounters>) -> FrontDoor {
+        self.counters = counters;
+        self
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> FrontDoorStats {
+        self.counters.snapshot()
+    }
+
+    /// Accepts connections on `listener` until the shutdown token fires (see
+    /// [`FrontDoor::shutdown_on`]); open connections are then dropped.
+    pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        self.cfg.validate().map_err(invalid_config)?;
+        let (accepted, _) = watch::channel(0);
+        Arc::new(Door::from(self, accepted)).run(listener).await
+    }
+
+    /// Serves in a task of its own and returns a handle to it. Dropping or aborting the
+    /// handle closes the listener and every connection at once.
+    pub fn spawn(self, listener: TcpListener) -> io::Result<FrontDoorHandle> {
+        self.cfg.validate().map_err(invalid_config)?;
+        let addr = listener.local_addr()?;
+        let counters = self.counters.clone();
+        let (accepted, watch_accepted) = watch::channel(0);
+        let door = Arc::new(Door::from(self, accepted));
+        let task = tokio::spawn(async move {
+            if let Err(e) = door.run(listener).await {
+                tracing::warn!("front door stopped: accept failed: {e}");
             }
         });
+        Ok(FrontDoorHandle {
+            addr,
+            counters,
+            accepted: watch_accepted,
+            task: Some(task),
+        })
+    }
+}
+
+fn invalid_config(e: ConfigError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+/// A front door serving in its own task ([`FrontDoor::spawn`]). Dropping the handle stops it.
+#[derive(Debug)]
+pub struct FrontDoorHandle {
+    addr: SocketAddr,
+    counters: Arc<FrontDoorCounters>,
+    accepted: watch::Receiver<u64>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FrontDoorHandle {
+    /// The address the front door listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> FrontDoorStats {
+        self.counters.snapshot()
+    }
+
+    /// A receiver of the number of accepted connections, to await one without polling.
+    pub fn watch_accepted(&self) -> watch::Receiver<u64> {
+        self.accepted.clone()
+    }
+
+    /// Stops at once: closes the listener and drops every open connection mid-request, as if
+    /// the process had died. Upgraded grid sessions are not affected (they belong to their
+    /// manager).
+    pub fn abort(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+
+    /// Aborts and waits until the listener and all connections are closed, so the port can be
+    /// bound again.
+    pub async fn kill(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for FrontDoorHandle {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// The running front door, shared by its connection tasks.
+struct Door {
+    router: Router,
+    tls: Option<TlsSource>,
+    cfg: FrontDoorConfig,
+    counters: Arc<FrontDoorCounters>,
+    shutdown: CancellationToken,
+    accepted: watch::Sender<u64>,
+    /// When an accept error was last logged at WARN.
+    last_accept_warn: Mutex<Option<Instant>>,
+}
+
+impl Door {
+    fn from(f: FrontDoor, accepted: watch::Sender<u64>) -> Door {
+        Door {
+            router: f.router,
+            tls: f.tls,
+            cfg: f.cfg,
+            counters: f.counters,
+            shutdown: f.shutdown,
+            accepted,
+            last_accept_warn: Mutex::new(None),
+        }
+    }
+
+    async fn run(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => self.admit(tcp, peer, &mut conns),
+                    Err(e) if is_transient(&e) => {
+                        self.accept_failed(&e);
+                        // Out of descriptors and the like: back off briefly, keep serving.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => return Err(e),
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    fn accept_failed(&self, e: &io::Error) {
+        self.counters.accept_errors.fetch_add(1, Relaxed);
+        let mut last = self.last_accept_warn.lock();
+        if last.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                "accepting a connection failed: {e}; if this says 'too many open files', raise \
+                 the open-files limit (ulimit -n) or lower the number of connections"
+            );
+        }
+    }
+
+    /// Takes a new connection in, or closes it at once when too many are unauthenticated.
+    fn admit(self: &Arc<Self>, tcp: TcpStream, peer: SocketAddr, conns: &mut JoinSet<()>) {
+        let c = &self.counters;
+        c.accepted.fetch_add(1, Relaxed);
+        self.accepted.send_modify(|n| *n += 1);
+        let Some(slot) = PreAuthSlot::take(c, self.cfg.max_unauthenticated) else {
+            c.refused_over_limit.fetch_add(1, Relaxed);
+            return; // dropping the stream closes it
+        };
+        let _ = tcp.set_nodelay(true);
+        conns.spawn(self.clone().serve_one(tcp, peer, slot));
+    }
+
+    async fn serve_one(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: PreAuthSlot) {
+        let _open = Gauge::up(&self.counters.open);
+        let deadline = Instant::now() + self.cfg.handshake_timeout;
+        let Some(tls) = &self.tls else {
+            return self.serve_http(tcp, peer, None, slot, deadline).await;
+        };
+        match tokio::time::timeout_at(deadline, tls.acceptor().accept(tcp)).await {
+            Ok(Ok(s)) => {
+                let cert = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.clone().into_owned());
+                self.serve_http(s, peer, cert, slot, deadline).await
+            }
+            Ok(Err(e)) => {
+                self.counters.tls_failed.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+            }
+            Err(_) => {
+                self.counters.tls_failed.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, "TLS handshake did not finish in time");
+            }
+        }
+    }
+
+    async fn serve_http<I>(
+        self: &Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        cert: Option<CertificateDer<'static>>,
+        slot: PreAuthSlot,
+        deadline: Instant,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let admission = Admission(Arc::new(AdmissionInner {
+            peer,
+            cert,
+            slot: Mutex::new(Some(slot)),
+            counters: self.counters.clone(),
+        }));
+        let door = self.clone();
+        let a = admission.clone();
+        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let mut req = req.map(|b| {
+                axum::body::Body::new(PacedBody::new(b, &door.cfg, door.counters.clone()))
+            });
+            req.extensions_mut().insert(a.clone());
+            let mut router = door.router.clone();
+            async move { router.call(req).await }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .max_buf_size(self.cfg.max_head_bytes)
+            // Applies to every request head, and to the wait for the next request of an idle
+            // keep-alive connection; the first head is bounded by `deadline` below.
+            .header_read_timeout(self.cfg.idle_timeout)
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = &mut conn => {
+                if let Err(e) = r {
+                    if e.is_parse_too_large() {
+                        self.counters.head_too_large.fetch_add(1, Relaxed);
+                    }
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            }
+            _ = admission.unauthenticated_at(deadline) => {
+                self.counters.timed_out.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, "closing a connection that did not authenticate in time");
+            }
+        }
     }
 }
 
@@ -59,5 +394,192 @@ fn is_transient(e: &io::Error) -> bool {
         io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
-    ) || e.raw_os_error() == Some(24) // EMFILE: back off and retry
+            | io::ErrorKind::WouldBlock
+    ) || matches!(e.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
+}
+
+/// Counts one open connection while it lives.
+struct Gauge<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a std::sync::atomic::AtomicU64) -> Gauge<'a> {
+        g.fetch_add(1, Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// One place among the unauthenticated connections; given back when dropped.
+struct PreAuthSlot(Arc<FrontDoorCounters>);
+
+impl PreAuthSlot {
+    fn take(c: &Arc<FrontDoorCounters>, max: usize) -> Option<PreAuthSlot> {
+        let before = c.unauthenticated.fetch_add(1, Relaxed);
+        if before >= max as u64 {
+            c.unauthenticated.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(PreAuthSlot(c.clone()))
+    }
+}
+
+impl Drop for PreAuthSlot {
+    fn drop(&mut self) {
+        self.0.unauthenticated.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The front door's view of one connection, in the extensions of each of its requests: who it
+/// comes from, and whether it has authenticated. A route that authenticates its caller calls
+/// [`Admission::authenticated`]; until one does, the connection counts against
+/// `max_unauthenticated` and is closed at `handshake_timeout`.
+#[derive(Clone)]
+pub struct Admission(Arc<AdmissionInner>);
+
+struct AdmissionInner {
+    peer: SocketAddr,
+    cert: Option<CertificateDer<'static>>,
+    slot: Mutex<Option<PreAuthSlot>>,
+    counters: Arc<FrontDoorCounters>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("peer", &self.0.peer)
+            .field("authenticated", &self.is_authenticated())
+            .finish()
+    }
+}
+
+impl Admission {
+    /// The admission of the connection that carried `req`, if it came through a front door.
+    pub fn of<B>(req: &http::Request<B>) -> Option<&Admission> {
+        req.extensions().get::<Admission>()
+    }
+
+    /// Marks the connection authenticated: it no longer counts against `max_unauthenticated`
+    /// and is not closed at `handshake_timeout`. Idempotent.
+    pub fn authenticated(&self) {
+        let slot = self.0.slot.lock().take();
+        if slot.is_some() {
+            self.0.counters.authenticated.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Whether [`Admission::authenticated`] was called.
+    pub fn is_authenticated(&self) -> bool {
+        self.0.slot.lock().is_none()
+    }
+
+    /// The remote address of the connection.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.0.peer
+    }
+
+    /// The client certificate the peer presented in the TLS handshake, if any.
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.0.cert.as_ref()
+    }
+
+    /// Completes at `deadline` if the connection has not authenticated by then; never
+    /// otherwise.
+    async fn unauthenticated_at(&self, deadline: Instant) {
+        tokio::time::sleep_until(deadline).await;
+        if self.is_authenticated() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A request body that must keep a minimum pace: at least `min` bytes in each `period`
+/// (counted from the first poll, and again after each `min` bytes). A slower body ends with an
+/// error. Costs one timer reset per `min` bytes, nothing per chunk beyond an addition.
+struct PacedBody<B> {
+    inner: B,
+    min: u64,
+    period: Duration,
+    got: u64,
+    timer: Option<Pin<Box<Sleep>>>,
+    counters: Arc<FrontDoorCounters>,
+}
+
+impl<B> PacedBody<B> {
+    fn new(inner: B, cfg: &FrontDoorConfig, counters: Arc<FrontDoorCounters>) -> PacedBody<B> {
+        PacedBody {
+            inner,
+            min: cfg.body_min_bytes,
+            period: cfg.body_timeout,
+            got: 0,
+            timer: None,
+            counters,
+        }
+    }
+}
+
+/// A request body slower than the front door's minimum pace.
+#[derive(Debug, thiserror::Error)]
+#[error("request body too slow: less than {min} bytes in {period:?}")]
+pub struct SlowBody {
+    min: u64,
+    period: Duration,
+}
+
+impl<B> Body for PacedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.got += d.len() as u64;
+                    if this.got >= this.min {
+                        this.got = 0;
+                        if let Some(t) = this.timer.as_mut() {
+                            t.as_mut().reset(Instant::now() + this.period);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let period = this.period;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.counters.slow_bodies.fetch_add(1, Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(SlowBody {
+                        min: this.min,
+                        period,
+                    }))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -4,6 +4,7 @@
 //! upgraded connection to the layer above through [`UpgradeHandler`], which runs the grid
 //! handshake.
 
+use super::accept::Admission;
 use super::dial::IoHalves;
 use super::upgrade::accept_key;
 use crate::auth::{Auth, TIME_HEADER};
@@ -12,8 +13,12 @@ use futures::future::BoxFuture;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use rustls::pki_types::CertificateDer;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::{ready, Ready};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -22,17 +27,28 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+/// Who is at the other end of an upgraded connection, as far as the transport knows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeerInfo {
+    /// The remote address, when the server that accepted the connection told us.
+    pub addr: Option<SocketAddr>,
+    /// The client certificate presented in the TLS handshake (mTLS), if any.
+    pub cert: Option<CertificateDer<'static>>,
+}
+
 /// Takes over a connection once its HTTP upgrade has succeeded (implemented above the
 /// transport, where the grid handshake and sessions live).
 pub(crate) trait UpgradeHandler: Send + Sync + 'static {
-    /// Runs the grid handshake on `io` and, if it succeeds, the session. `leftover` holds bytes
-    /// already read past the HTTP head; the handshake must finish by `deadline`.
+    /// Runs the grid handshake on `io` and, if it succeeds, the session; resolves to whether a
+    /// session started. `leftover` holds bytes already read past the HTTP head; the handshake
+    /// must finish by `deadline`.
     fn upgraded(
         self: Arc<Self>,
         io: IoHalves,
         leftover: BytesMut,
+        peer: PeerInfo,
         deadline: Instant,
-    ) -> BoxFuture<'static, ()>;
+    ) -> BoxFuture<'static, bool>;
 }
 
 /// What the endpoint checks, and whom it hands upgraded connections to.
@@ -44,9 +60,54 @@ pub(crate) struct Endpoint {
     pub auth: Auth,
     /// The whole handshake (HTTP upgrade and grid handshake) must finish within this.
     pub handshake_timeout: Duration,
+    /// After the upgrade, the Connect message must arrive within this.
+    pub connect_timeout: Duration,
     /// Handshakes in progress at once.
     pub permits: Arc<Semaphore>,
+    /// Handshakes in progress at once from one source address.
+    pub per_source: Arc<SourceLimit>,
     pub handler: Arc<dyn UpgradeHandler>,
+}
+
+/// Counts handshakes in progress per source address, up to a limit each.
+pub(crate) struct SourceLimit {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl SourceLimit {
+    pub(crate) fn new(max: usize) -> SourceLimit {
+        SourceLimit {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for one more handshake from `ip`, or `None` at the limit.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut open = self.open.lock();
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot(self.clone(), ip))
+    }
+}
+
+/// One handshake of a source address; given back when dropped.
+struct SourceSlot(Arc<SourceLimit>, IpAddr);
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.0.open.lock();
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// The grid's upgrade endpoint as a service. Mount it at the route path on any hyper or axum
@@ -93,16 +154,6 @@ impl GridService {
         &self.ep.local
     }
 
-    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.ep
-    }
-
-    /// The same service for a connection accepted at `at` (its handshake is bounded from then).
-    pub(crate) fn accepted_at(mut self, at: Instant) -> Self {
-        self.accepted_at = Some(at);
-        self
-    }
-
     fn handle<B>(&self, mut req: Request<B>) -> Response<Full<Bytes>> {
         let ep = &self.ep;
         if req.uri().path() != ep.route {
@@ -136,18 +187,46 @@ impl GridService {
             tracing::debug!(local = %ep.local, "grid upgrade refused: {e}");
             return status(StatusCode::FORBIDDEN);
         }
+        let admission = req.extensions().get::<Admission>().cloned();
+        let peer = PeerInfo {
+            addr: admission.as_ref().map(Admission::peer_addr).or_else(|| {
+                req.extensions()
+                    .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+            }),
+            cert: admission
+                .as_ref()
+                .and_then(|a| a.peer_certificate().cloned()),
+        };
+        let source_slot = match peer.addr {
+            Some(a) => match ep.per_source.clone().take(a.ip()) {
+                Some(s) => Some(s),
+                None => return status(StatusCode::SERVICE_UNAVAILABLE),
+            },
+            None => None,
+        };
         let Ok(permit) = ep.permits.clone().try_acquire_owned() else {
             return status(StatusCode::SERVICE_UNAVAILABLE);
         };
         let deadline = self.accepted_at.unwrap_or_else(Instant::now) + ep.handshake_timeout;
+        let connect_timeout = ep.connect_timeout;
         let on_upgrade = hyper::upgrade::on(&mut req);
         let handler = ep.handler.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _source_slot = source_slot;
             match tokio::time::timeout_at(deadline, on_upgrade).await {
                 Ok(Ok(up)) => {
                     let (io, leftover) = upgraded_to_io(up);
-                    handler.upgraded(io, leftover, deadline).await;
+                    // The dialer sends Connect at once: an upgraded but silent socket holds
+                    // its handshake slot for `connect_timeout` at most.
+                    let deadline = deadline.min(Instant::now() + connect_timeout);
+                    let started = handler.upgraded(io, leftover, peer, deadline).await;
+                    if started {
+                        if let Some(a) = admission {
+                            a.authenticated();
+                        }
+                    }
                 }
                 Ok(Err(e)) => tracing::debug!("grid upgrade failed: {e}"),
                 Err(_) => tracing::debug!("grid upgrade timed out"),

@@ -171,12 +171,4 @@ impl TlsConfig {
         let connector = tokio_rustls::TlsConnector::from(self.client.load_full());
         connector.connect(name, tcp).await
     }
-
-    pub(crate) async fn accept(
-        &self,
-        tcp: TcpStream,
-    ) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.server.load_full());
-        acceptor.accept(tcp).await
-    }
 }

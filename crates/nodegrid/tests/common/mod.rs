@@ -18,6 +18,55 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Log lines captured by [`capture_logs`].
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// The captured lines (ANSI-free, one per event).
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+
+    /// The captured lines that contain `needle`.
+    pub fn matching(&self, needle: &str) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l.contains(needle))
+            .collect()
+    }
+}
+
+struct LogWriter(Logs);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let mut lines = (self.0).0.lock();
+        for l in text.lines().filter(|l| !l.is_empty()) {
+            lines.push(l.to_string());
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the events at `level` and above emitted on this thread (the tasks of a
+/// current-thread runtime) until the guard is dropped.
+pub fn capture_logs(level: tracing::Level) -> (tracing::subscriber::DefaultGuard, Logs) {
+    let logs = Logs::default();
+    let l2 = logs.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || LogWriter(l2.clone()))
+        .finish();
+    (tracing::subscriber::set_default(sub), logs)
+}
+
 pub const TOKEN: &str = "test-cluster-token";
 
 /// Polls `f` until it holds, failing the test after `limit` (works under the paused clock too).
