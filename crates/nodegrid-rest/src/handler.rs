@@ -204,7 +204,7 @@ impl IntoResponse for RestReply {
 }
 
 /// A handler's refusal: a status and a message the client receives in
-/// [`RestError::Remote`].
+/// [`RestError::Remote`](crate::RestError::Remote).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct HandlerError {

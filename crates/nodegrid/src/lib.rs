@@ -48,11 +48,11 @@ mod api;
 /// Handlers: the code that runs when a peer calls this node.
 ///
 /// Register them on a [`Manager`]: [`Manager::register_single`] for single requests (a
-/// [`SingleHandler`], any `Fn(Request) -> impl Future<Output = Result<Bytes, RemoteError>>`),
+/// [`SingleHandler`](handler::SingleHandler), any
+/// `Fn(Request) -> impl Future<Output = Result<Bytes, RemoteError>>`),
 /// [`Manager::register_stream`] for streams (a [`StreamHandler`]), or through the typed layer
-/// ([`typed`]), which encodes requests, responses and stream items with serde and MessagePack.
-///
-/// [`Bytes`]: bytes::Bytes
+/// ([`typed`](handler::typed)), which encodes requests, responses and stream items with serde
+/// and MessagePack.
 pub mod handler {
     pub use crate::api::typed;
     pub use crate::session::{Request, SingleHandler};
