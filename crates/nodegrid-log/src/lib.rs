@@ -1,6 +1,6 @@
 //! Server log and audit log for nodegrid (and any tokio service), on top of `tracing`.
 //!
-//! The behaviour follows `shared/LOGGING.md`. In brief:
+//! The behaviour follows LOGGING.md (`docs/LOGGING.md`). In brief:
 //!
 //! * Application code logs with `tracing` macros; the [`LogLayer`] turns each event into a
 //!   [`LogEntry`] (time taken at the call) and hands it to the **system list** of targets
