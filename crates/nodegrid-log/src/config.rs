@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crate::console::ConsoleMode;
 use crate::error::ConfigError;
-use crate::webhook::{Identity, WebhookConfig};
+use crate::identity::Identity;
+use crate::webhook::{RetryBackoff, WebhookConfig};
 
 /// The default environment prefix.
 pub const ENV_PREFIX: &str = "NODEGRID";
@@ -120,7 +121,7 @@ impl LoggingConfig {
 }
 
 /// Parses a boolean in any of the spellings of LOGGING.md §5.1.
-pub fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" | "t" | "enabled" | "enable" | "yes" => Ok(true),
         "off" | "false" | "0" | "f" | "disabled" | "disable" | "no" => Ok(false),
@@ -132,7 +133,7 @@ pub fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
 }
 
 /// Parses a duration in Go syntax (`500ms`, `3s`, `1m30s`, `1h`); a bare number is seconds.
-pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     let bad = || {
         ConfigError::new(
             key,
@@ -323,8 +324,8 @@ fn target_from_vars(
     }
     if let Some((var, v)) = get("RETRY_BACKOFF") {
         b = b.retry_backoff(match v.to_ascii_lowercase().as_str() {
-            "" | "fixed" => crate::webhook::RetryBackoff::Fixed,
-            "exponential" => crate::webhook::RetryBackoff::Exponential,
+            "" | "fixed" => RetryBackoff::Fixed,
+            "exponential" => RetryBackoff::Exponential,
             _ => {
                 return Err(ConfigError::new(
                     var,

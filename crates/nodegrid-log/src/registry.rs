@@ -9,20 +9,24 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use crate::anonymize::anonymize;
 use crate::config::LoggingConfig;
 use crate::console::ConsoleTarget;
-use crate::entry::{AuditEntry, ErrorInfo, Kind, LogEntry, Record};
+use crate::entry::{Api, AuditEntry, ErrorInfo, Kind, LogEntry, Record};
 use crate::error::{ConfigError, Error};
-use crate::layer::{internal, LogLayer};
+use crate::identity::Identity;
+use crate::internal::internal;
+use crate::layer::{EntrySink, LogLayer};
 use crate::logonce::LogOnce;
-use crate::target::{ShutdownReport, Target, TargetKind, TargetStats};
-use crate::webhook::{Identity, Stream, WebhookConfig, WebhookTarget};
+use crate::target::{ShutdownReport, Stream, Target, TargetKind, TargetStats};
+use crate::webhook::{WebhookConfig, WebhookTarget};
 
 /// Interval of the periodic "entries lost" summary started by [`Registry::from_config`].
 pub const DROP_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A published, read-only target list.
-pub type Snapshot = Arc<Vec<Arc<dyn Target>>>;
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) type Snapshot = Arc<Vec<Arc<dyn Target>>>;
 
 /// The cell a list is published in.
 type ListCell = ArcSwap<Vec<Arc<dyn Target>>>;
@@ -141,7 +145,7 @@ impl Registry {
                                 Stream::Logger => reg.console.report_now(&text),
                                 Stream::Audit => {
                                     let mut le = LogEntry::new(Kind::Warning);
-                                    le.api = Some(crate::entry::Api {
+                                    le.api = Some(Api {
                                         name: "SYSTEM.audit".into(),
                                         ..Default::default()
                                     });
@@ -190,12 +194,14 @@ impl Registry {
     }
 
     /// Current system list (console first).
-    pub fn system_targets(&self) -> Snapshot {
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn system_targets(&self) -> Snapshot {
         self.system.load_full()
     }
 
     /// Current audit list.
-    pub fn audit_targets(&self) -> Snapshot {
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn audit_targets(&self) -> Snapshot {
         self.audit.load_full()
     }
 
@@ -210,7 +216,7 @@ impl Registry {
     /// only (de-duplicated per target), never to other targets.
     pub fn log(&self, mut entry: LogEntry) {
         if self.anonymous.load(std::sync::atomic::Ordering::Relaxed) {
-            crate::anonymize::anonymize(&mut entry);
+            anonymize(&mut entry);
         }
         let list = self.system.load();
         let record = Record::Log(Arc::new(entry));
@@ -234,7 +240,7 @@ impl Registry {
                 let text = format!("could not queue audit entry: {e}");
                 if self.audit_once.check(t.name(), &text).log {
                     let mut le = LogEntry::new(Kind::Error);
-                    le.api = Some(crate::entry::Api {
+                    le.api = Some(Api {
                         name: "SYSTEM.audit".into(),
                         ..Default::default()
                     });
@@ -246,15 +252,6 @@ impl Registry {
                 }
             }
         }
-    }
-
-    /// Adds a target of another kind (e.g. a future Kafka target) to a list.
-    pub fn add_target(&self, stream: Stream, target: Arc<dyn Target>) {
-        let (list, lock) = self.list(stream);
-        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next: Vec<Arc<dyn Target>> = list.load().iter().cloned().collect();
-        next.push(target);
-        list.store(Arc::new(next));
     }
 
     /// Replaces the webhooks of one list with targets built from `configs`; other targets
@@ -270,7 +267,7 @@ impl Registry {
         for c in &configs {
             if !seen.insert(c.key().to_string()) {
                 return Err(ConfigError::new(
-                    format!("{}:{}", stream_subsys(stream), c.key()),
+                    format!("{}:{}", stream.subsys(), c.key()),
                     "target configured twice",
                 )
                 .into());
@@ -391,16 +388,19 @@ impl Registry {
     }
 }
 
-fn stream_subsys(s: Stream) -> &'static str {
-    match s {
-        Stream::Logger => "logger_webhook",
-        Stream::Audit => "audit_webhook",
-    }
-}
-
 fn spawn_cancel(t: Arc<dyn Target>) {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
         h.spawn(internal(async move { t.cancel().await }));
+    }
+}
+
+impl EntrySink for Registry {
+    fn deployment_id(&self) -> &str {
+        &self.identity.deployment_id
+    }
+
+    fn log(&self, entry: LogEntry) {
+        Registry::log(self, entry);
     }
 }
 

@@ -13,6 +13,42 @@ use crate::entry::Record;
 /// A boxed future, as returned by the async parts of [`Target`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// Which list a target serves (LOGGING.md §3.1): the system list (server log) or the audit
+/// list. For webhooks it also decides the name prefix and the wording of reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Server-log webhook (`logger-<key>`), in the system list.
+    Logger,
+    /// Audit webhook (`audit-<key>`), in the audit list.
+    Audit,
+}
+
+impl Stream {
+    /// Name prefix of a webhook of this list.
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            Stream::Logger => "logger",
+            Stream::Audit => "audit",
+        }
+    }
+
+    /// Noun used in reports ("log entries", "audit entries").
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Stream::Logger => "log",
+            Stream::Audit => "audit",
+        }
+    }
+
+    /// Configuration subsystem of this list's webhooks.
+    pub(crate) fn subsys(self) -> &'static str {
+        match self {
+            Stream::Logger => "logger_webhook",
+            Stream::Audit => "audit_webhook",
+        }
+    }
+}
+
 /// Kind of a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -114,16 +150,12 @@ impl ShutdownReport {
 pub trait Target: Send + Sync + 'static {
     /// Stable identity (`logger-<key>`, `audit-<key>`, `console`).
     fn name(&self) -> &str;
-    /// URL, empty for the console.
-    fn endpoint(&self) -> &str;
     /// Kind.
     fn kind(&self) -> TargetKind;
     /// Offers an entry. MUST NOT block or do I/O: enqueue or fail fast (counted).
     fn send(&self, record: Record) -> Result<(), SendError>;
     /// Counters.
     fn stats(&self) -> TargetStats;
-    /// Cached online state; never a probe.
-    fn is_online(&self) -> bool;
     /// Stops accepting and stops workers; pending entries go to the replacement if one was
     /// assigned, else they are counted as dropped. The future resolves when workers ended.
     fn cancel(&self) -> BoxFuture<()>;

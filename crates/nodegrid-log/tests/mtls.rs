@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use nodegrid_log::test_support::{Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, Target, WebhookConfig,
-    WebhookTarget,
+    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use nodegrid_log::{
     internal, req_info, AuditEntry, ConsoleMode, ConsoleTarget, Identity, LoggingConfig, Registry,
-    ReqInfo, Stream, TargetKind, WebhookConfig,
+    ReqInfo, Stream, WebhookConfig,
 };
 use tracing_subscriber::prelude::*;
 
@@ -344,13 +344,8 @@ async fn bad_config_is_not_partially_applied() {
         )
         .expect_err("unusable queue_dir");
     assert!(err.to_string().contains("logger-c"), "{err}");
-    let names: Vec<String> = reg
-        .system_targets()
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect();
-    assert_eq!(names, vec!["console", "logger-a"]);
-    assert_eq!(reg.system_targets()[0].kind(), TargetKind::Console);
+    let names: Vec<String> = reg.stats().into_keys().collect();
+    assert_eq!(names, vec!["sys_console", "sys_logger-a"]);
     // Environment config with one bad variable: error names it, nothing built.
     let e = LoggingConfig::from_vars(
         "NODEGRID",
@@ -391,14 +386,17 @@ async fn reconfigure_moves_pending_entries_to_the_replacement() {
     }
     // The old worker holds one batch in a held request; the rest is queued.
     bounded(r.wait_arrivals(1)).await;
-    let old = reg.audit_targets()[0].clone();
+    let old = nodegrid_log::test_support::audit_targets(&reg)[0].clone();
     assert_eq!(old.stats().queued, 1000);
     reg.update_webhooks(
         Stream::Audit,
         vec![fast("_", r.url("/")).batch_size(50).build().expect("cfg")],
     )
     .expect("reconfigure");
-    assert!(!Arc::ptr_eq(&old, &reg.audit_targets()[0]));
+    assert!(!Arc::ptr_eq(
+        &old,
+        &nodegrid_log::test_support::audit_targets(&reg)[0]
+    ));
     // Entries offered to the old target after the swap are forwarded, not lost.
     for i in 1000..1010 {
         assert!(old

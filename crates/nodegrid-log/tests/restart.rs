@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use nodegrid_log::test_support::{Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, Target, WebhookConfig,
-    WebhookTarget,
+    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
 };
 
 const DIR_VAR: &str = "NODEGRID_LOG_TEST_QUEUE_DIR";

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use nodegrid_log::test_support::{SendError, Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, Capture, ConsoleMode, ConsoleTarget, Identity, Record, SendError, Stream, Target,
-    WebhookConfig, WebhookConfigBuilder, WebhookTarget,
+    AuditEntry, Capture, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
+    WebhookConfigBuilder,
 };
 
 fn identity() -> Identity {

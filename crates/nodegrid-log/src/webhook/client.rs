@@ -1,27 +1,25 @@
-//! One HTTP/1.1 connection per worker, plain or TLS, with a client certificate that can be
-//! swapped while running (mTLS hot reload, LOGGING.md §2.3, §8.5).
+//! One HTTP/1.1 connection per worker, plain or TLS, presenting the client certificate that
+//! is current when it dials (mTLS hot reload, LOGGING.md §2.3, §8.5).
 //!
 //! hyper's low-level `client::conn` API is used directly: the worker owns its connection,
 //! re-dials when it closes, and bounds every attempt with `http_timeout` (dial + TLS +
 //! request + body drain).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use super::certs::CertResolver;
 
 /// TCP connect deadline (Ref: 5 s dial timeout).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,67 +54,6 @@ impl std::fmt::Display for AttemptError {
             }
         }
     }
-}
-
-/// Client certificate holder; handshakes read the current key pair without locks.
-#[derive(Debug, Default)]
-pub(crate) struct CertResolver {
-    key: ArcSwapOption<CertifiedKey>,
-    /// Bumped on each successful reload so workers re-dial with the new certificate.
-    generation: AtomicU64,
-}
-
-impl CertResolver {
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set(&self, key: Option<Arc<CertifiedKey>>) {
-        self.key.store(key);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-impl ResolvesClientCert for CertResolver {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        self.key.load_full()
-    }
-
-    fn has_certs(&self) -> bool {
-        self.key.load().is_some()
-    }
-}
-
-/// Loads a PEM certificate chain and private key into a rustls key pair.
-pub(crate) fn load_key_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "client_cert {}: no certificate found",
-            cert.display()
-        ));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
-}
-
-/// Modification stamp of a file, to notice changes.
-pub(crate) fn file_stamp(p: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(p).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 fn system_roots() -> &'static Vec<CertificateDer<'static>> {
@@ -238,7 +175,7 @@ impl Conn {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
                     .await
                     .map_err(|e| net(format!("http handshake: {e}")))?;
-                tokio::spawn(crate::layer::internal(async move {
+                tokio::spawn(crate::internal::internal(async move {
                     let _ = conn.await;
                 }));
                 Ok(sender)
@@ -251,7 +188,7 @@ impl Conn {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                     .await
                     .map_err(|e| net(format!("http handshake: {e}")))?;
-                tokio::spawn(crate::layer::internal(async move {
+                tokio::spawn(crate::internal::internal(async move {
                     let _ = conn.await;
                 }));
                 Ok(sender)
@@ -321,7 +258,7 @@ impl Conn {
 /// Header names sent with each request (LOGGING.md §2.3.1). The spec's `x-minio-*` names are
 /// kept so receivers written for the reference keep working.
 pub(crate) mod headers {
-    use super::HeaderName;
+    use http::header::HeaderName;
     /// Entries in this request.
     pub(crate) const PAYLOAD_COUNT: HeaderName =
         HeaderName::from_static("x-minio-webhook-payload-count");

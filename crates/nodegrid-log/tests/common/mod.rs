@@ -275,7 +275,7 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
 
 /// Quiet tests (S1).
 pub fn quiet() {
-    nodegrid_log::testing::init_test_subscriber();
+    nodegrid_log::test_support::init_test_subscriber();
 }
 
 /// An address on which nothing listens (bound then released).

@@ -1,0 +1,207 @@
+//! Console-log streaming (LOGGING.md §2.2): a ring of recent entries and up to
+//! [`MAX_CONSOLE_SUBSCRIBERS`] live subscribers. Publishing never blocks; a subscriber that
+//! does not keep up misses entries, and the misses are counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::entry::{Kind, LogEntry};
+
+/// Entries kept for new console-log subscribers (LOGGING.md §2.2).
+pub const CONSOLE_RING_SIZE: usize = 10_000;
+/// Most console-log subscribers at once.
+pub const MAX_CONSOLE_SUBSCRIBERS: usize = 8;
+/// Channel capacity of one subscriber; a slower subscriber misses entries (counted).
+pub const SUBSCRIBER_CHANNEL: usize = 10_000;
+
+/// Ring buffer of recent entries plus live subscribers ("console log" streaming).
+#[derive(Default)]
+pub(crate) struct Feed {
+    state: Mutex<FeedState>,
+}
+
+#[derive(Default)]
+struct FeedState {
+    ring: std::collections::VecDeque<Arc<LogEntry>>,
+    subs: Vec<Sub>,
+    next_id: u64,
+}
+
+struct Sub {
+    id: u64,
+    kinds: KindMask,
+    tx: tokio::sync::mpsc::Sender<Arc<LogEntry>>,
+    missed: Arc<AtomicU64>,
+}
+
+/// A set of kinds, one bit per [`Kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindMask(u8);
+
+impl KindMask {
+    /// Every kind.
+    pub const ALL: KindMask = KindMask(0x1f);
+
+    fn bit(k: Kind) -> u8 {
+        match k {
+            Kind::Fatal => 1,
+            Kind::Warning => 2,
+            Kind::Error => 4,
+            Kind::Event => 8,
+            Kind::Info => 16,
+        }
+    }
+
+    /// The mask holding exactly `kinds`.
+    pub fn of(kinds: &[Kind]) -> KindMask {
+        KindMask(kinds.iter().fold(0, |m, k| m | Self::bit(*k)))
+    }
+
+    /// Whether `k` is in the mask.
+    pub fn contains(self, k: Kind) -> bool {
+        self.0 & Self::bit(k) != 0
+    }
+}
+
+/// Refused subscription.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("too many console log subscribers (at most {MAX_CONSOLE_SUBSCRIBERS})")]
+pub struct TooManySubscribers;
+
+/// A live console-log subscription; dropping it unsubscribes.
+pub struct ConsoleSubscription {
+    /// Recent entries (up to `last`), then live ones.
+    pub entries: tokio::sync::mpsc::Receiver<Arc<LogEntry>>,
+    missed: Arc<AtomicU64>,
+    id: u64,
+    feed: Arc<Feed>,
+}
+
+impl ConsoleSubscription {
+    /// Entries this subscriber missed because it did not keep up (S6: counted).
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConsoleSubscription {
+    fn drop(&mut self) {
+        let mut st = self.feed.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.subs.retain(|s| s.id != self.id);
+    }
+}
+
+impl Feed {
+    /// Registers a subscriber (see [`ConsoleTarget::subscribe`](super::ConsoleTarget::subscribe)).
+    pub(crate) fn subscribe(
+        feed: &Arc<Feed>,
+        kinds: KindMask,
+        last: usize,
+    ) -> Result<ConsoleSubscription, TooManySubscribers> {
+        let mut st = feed.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.subs.len() >= MAX_CONSOLE_SUBSCRIBERS {
+            return Err(TooManySubscribers);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_CHANNEL);
+        let recent: Vec<Arc<LogEntry>> = st
+            .ring
+            .iter()
+            .filter(|e| kinds.contains(e.level))
+            .cloned()
+            .collect();
+        let skip = recent.len().saturating_sub(last.min(SUBSCRIBER_CHANNEL));
+        for e in recent.into_iter().skip(skip) {
+            let _ = tx.try_send(e);
+        }
+        let missed = Arc::new(AtomicU64::new(0));
+        st.next_id += 1;
+        let id = st.next_id;
+        st.subs.push(Sub {
+            id,
+            kinds,
+            tx,
+            missed: missed.clone(),
+        });
+        Ok(ConsoleSubscription {
+            entries: rx,
+            missed,
+            id,
+            feed: feed.clone(),
+        })
+    }
+
+    pub(crate) fn publish(&self, e: &Arc<LogEntry>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.ring.len() == CONSOLE_RING_SIZE {
+            st.ring.pop_front();
+        }
+        st.ring.push_back(e.clone());
+        for s in &st.subs {
+            if s.kinds.contains(e.level) && s.tx.try_send(e.clone()).is_err() {
+                s.missed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::{ConsoleMode, ConsoleTarget};
+
+    fn entry(k: Kind, m: &str) -> LogEntry {
+        let mut e = LogEntry::new(k);
+        e.message = m.into();
+        e
+    }
+
+    #[test]
+    fn subscribers_get_recent_then_live_entries_filtered_by_kind() {
+        let (c, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+        for i in 0..5 {
+            c.write_entry(&entry(Kind::Info, &format!("i{i}")));
+        }
+        c.write_entry(&entry(Kind::Error, "e0"));
+        let mut s = c
+            .subscribe(KindMask::of(&[Kind::Info]), 2)
+            .expect("subscribe");
+        let mut all = c.subscribe(KindMask::ALL, 100).expect("subscribe");
+        c.write_entry(&entry(Kind::Info, "live"));
+        c.write_entry(&entry(Kind::Error, "e1"));
+        let mut got = Vec::new();
+        while let Ok(e) = s.entries.try_recv() {
+            got.push(e.message.clone());
+        }
+        assert_eq!(got, vec!["i3", "i4", "live"]);
+        let mut n = 0;
+        while all.entries.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 8);
+        assert_eq!(s.missed(), 0);
+    }
+
+    #[test]
+    fn at_most_eight_subscribers_and_drop_unsubscribes() {
+        let (c, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+        let subs: Vec<_> = (0..MAX_CONSOLE_SUBSCRIBERS)
+            .map(|_| c.subscribe(KindMask::ALL, 0).expect("subscribe"))
+            .collect();
+        assert_eq!(
+            c.subscribe(KindMask::ALL, 0).err(),
+            Some(TooManySubscribers)
+        );
+        drop(subs);
+        assert!(c.subscribe(KindMask::ALL, 0).is_ok());
+    }
+
+    #[test]
+    fn slow_subscriber_misses_are_counted() {
+        let (c, _cap) = ConsoleTarget::capture(ConsoleMode::Quiet);
+        let s = c.subscribe(KindMask::ALL, 0).expect("subscribe");
+        for _ in 0..(SUBSCRIBER_CHANNEL + 7) {
+            c.write_entry(&entry(Kind::Info, "x"));
+        }
+        assert_eq!(s.missed(), 7);
+    }
+}

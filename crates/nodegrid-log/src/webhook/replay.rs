@@ -1,0 +1,203 @@
+//! The replay loop of the disk queue (LOGGING.md §2.4): POSTs stored batches oldest first,
+//! deletes each on 2xx, and adopts the files an earlier instance left behind.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::client::Conn;
+use super::state::{Control, Shared};
+use super::store::{ReadError, Store, StoredFile};
+use crate::target::ShutdownReport;
+
+/// One async lock per disk-queue directory: only one replay loop (old or new target of the
+/// same name) reads a directory at a time, so a file is never sent twice concurrently.
+fn dir_lock(dir: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let map = LOCKS.get_or_init(Default::default);
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(dir.to_path_buf()).or_default().clone()
+}
+
+/// Replay loop of the disk queue.
+pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
+    let mut ctl = s.control.subscribe();
+    let lock = dir_lock(store.dir());
+    let _guard = tokio::select! {
+        biased;
+        g = lock.lock_owned() => g,
+        _ = wait_stop(&mut ctl) => return,
+    };
+    // `sent` when the shutdown drain started, to report what was delivered during it.
+    let mut drain_base: Option<u64> = None;
+    // Adopt what earlier instances (another process, a replaced target) left behind.
+    if let Ok(files) = store.list() {
+        for f in files.iter().filter(|f| f.instance != store.instance()) {
+            s.total.fetch_add(f.count, Ordering::Relaxed);
+            s.disk_entries.fetch_add(f.count, Ordering::Relaxed);
+            s.disk_files.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let mut conn = Conn::new(s.endpoint.clone(), s.resolver.clone());
+    loop {
+        let control = *ctl.borrow_and_update();
+        let limit = match control {
+            Control::Cancel => return,
+            Control::Drain(d) => Some(d),
+            Control::Run => None,
+        };
+        if limit.is_some() && drain_base.is_none() {
+            drain_base = Some(s.sent.load(Ordering::Relaxed));
+        }
+        let worker_done = s.worker_done.load(Ordering::Acquire);
+        let files = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.list())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        let files = match files {
+            Ok(f) => f,
+            Err(e) => {
+                s.report(&format!("{}: cannot list disk queue: {e}", s.name));
+                Vec::new()
+            }
+        };
+        let mut failed_once = false;
+        for f in &files {
+            if let Some(d) = limit {
+                if Instant::now() >= d {
+                    break;
+                }
+            }
+            if *ctl.borrow() == Control::Cancel {
+                return;
+            }
+            match replay_one(&s, &store, &mut conn, f, limit).await {
+                Ok(()) => {}
+                Err(()) => {
+                    failed_once = true;
+                    break;
+                }
+            }
+        }
+        if let Some(d) = limit {
+            let empty = s.disk_entries.load(Ordering::Relaxed) == 0;
+            if Instant::now() >= d || (worker_done && empty && !failed_once && files.is_empty()) {
+                let persisted = s.disk_entries.load(Ordering::Relaxed);
+                let mut g = s.drained.lock().unwrap_or_else(|p| p.into_inner());
+                let r = g.get_or_insert_with(ShutdownReport::default);
+                r.persisted = persisted;
+                r.delivered += s.sent.load(Ordering::Relaxed) - drain_base.unwrap_or(0);
+                return;
+            }
+        }
+        let mut wait = s.cfg.replay_interval;
+        if let Some(d) = limit {
+            wait = wait.min(d.saturating_duration_since(Instant::now()));
+        }
+        if !files.is_empty() && !failed_once {
+            // Something was delivered: look again right away for what came meanwhile.
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = s.stored.notified(), if !failed_once => {}
+            r = ctl.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on cancel, or at the deadline of a shutdown drain.
+async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
+    loop {
+        let c = *ctl.borrow_and_update();
+        match c {
+            Control::Cancel => return,
+            Control::Drain(d) => {
+                tokio::time::sleep_until(d).await;
+                return;
+            }
+            Control::Run => {
+                if ctl.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn replay_one(
+    s: &Shared,
+    store: &Arc<Store>,
+    conn: &mut Conn,
+    f: &StoredFile,
+    limit: Option<Instant>,
+) -> Result<(), ()> {
+    let read = {
+        let store = store.clone();
+        let f = f.clone();
+        tokio::task::spawn_blocking(move || store.read(&f))
+            .await
+            .unwrap_or_else(|e| Err(ReadError::Io(e.to_string())))
+    };
+    // Returns false when the file could not be deleted (it would be sent again).
+    let forget = |s: &Shared| -> bool {
+        if let Err(e) = store.remove(f) {
+            s.report(&format!("{}: disk queue: {e}", s.name));
+            return false;
+        }
+        let _ = s
+            .disk_entries
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(f.count))
+            });
+        let _ = s
+            .disk_files
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        true
+    };
+    let body = match read {
+        Ok(b) if b.is_empty() => {
+            return if forget(s) { Ok(()) } else { Err(()) };
+        }
+        Ok(b) => Bytes::from(b),
+        Err(ReadError::Io(e)) => {
+            s.report(&format!("{}: cannot read disk queue file: {e}", s.name));
+            return Err(());
+        }
+        Err(ReadError::Corrupt(e)) => {
+            s.failed.fetch_add(f.count, Ordering::Relaxed);
+            s.report(&format!(
+                "{}: corrupt disk queue file deleted ({} entries lost): {e}",
+                s.name, f.count
+            ));
+            return if forget(s) { Ok(()) } else { Err(()) };
+        }
+    };
+    match s.attempt(conn, &body, f.count, limit).await {
+        Ok(()) => {
+            s.sent.fetch_add(f.count, Ordering::Relaxed);
+            if forget(s) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        }
+        Err(e) => {
+            s.note_failure(f.count as usize, &e);
+            Err(())
+        }
+    }
+}
