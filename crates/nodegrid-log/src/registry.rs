@@ -18,7 +18,7 @@ use crate::identity::Identity;
 use crate::internal::internal;
 use crate::layer::{EntrySink, LogLayer};
 use crate::logonce::LogOnce;
-use crate::target::{ShutdownReport, Stream, Target, TargetKind, TargetStats};
+use crate::target::{Failure, ShutdownReport, Stream, Target, TargetKind, TargetStats};
 use crate::webhook::{WebhookConfig, WebhookTarget};
 
 /// Interval of the periodic "entries lost" summary started by [`Registry::from_config`].
@@ -222,7 +222,7 @@ impl Registry {
         let record = Record::Log(Arc::new(entry));
         for t in list.iter() {
             if let Err(e) = t.send(record.clone()) {
-                self.console.report_once(t.name(), &e.to_string());
+                self.console.report(t.name(), e.failure(), &e.to_string());
             }
         }
     }
@@ -238,7 +238,8 @@ impl Registry {
         for t in list.iter() {
             if let Err(e) = t.send(record.clone()) {
                 let text = format!("could not queue audit entry: {e}");
-                if self.audit_once.check(t.name(), &text).log {
+                let key = format!("{}/{}", t.name(), e.failure().as_str());
+                if self.audit_once.check(&key, &text).log {
                     let mut le = LogEntry::new(Kind::Error);
                     le.api = Some(Api {
                         name: "SYSTEM.audit".into(),
@@ -376,8 +377,9 @@ impl Registry {
             }
         }
         if report.dropped > 0 || report.persisted > 0 {
-            self.console.report_once(
-                "shutdown",
+            self.console.report(
+                "logging",
+                Failure::Shutdown,
                 &format!(
                     "logging shutdown: {} entries delivered during shutdown, {} undelivered entries persisted to the disk queue, {} undelivered entries dropped",
                     report.delivered, report.persisted, report.dropped

@@ -61,6 +61,52 @@ pub enum TargetKind {
     Kafka,
 }
 
+/// Failure classes of a target: with the target name, the de-duplication key of failure
+/// reports (LOGGING.md §1.8, §4.1). Each class of each target is reported once per log-once
+/// window; the report texts carry no counts (counts are in the stats and the periodic
+/// summary), so a persisting problem does not change the text and is not printed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// An entry was refused because the queue was full.
+    QueueFull,
+    /// An entry was refused because the target is closed.
+    Closed,
+    /// A delivery attempt failed.
+    Send,
+    /// A batch was given up after `max_retry` retries.
+    GaveUp,
+    /// An entry could not be encoded.
+    Encode,
+    /// The disk queue could not be written, listed, read or cleaned up.
+    Disk,
+    /// A corrupt disk-queue file was deleted.
+    Corrupt,
+    /// The client certificate could not be (re)loaded.
+    Certificate,
+    /// Entries were dropped because the target was removed or closed.
+    Dropped,
+    /// Entries were left over at shutdown.
+    Shutdown,
+}
+
+impl Failure {
+    /// Short name, part of the de-duplication key.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Failure::QueueFull => "queue-full",
+            Failure::Closed => "closed",
+            Failure::Send => "send",
+            Failure::GaveUp => "gave-up",
+            Failure::Encode => "encode",
+            Failure::Disk => "disk",
+            Failure::Corrupt => "corrupt",
+            Failure::Certificate => "certificate",
+            Failure::Dropped => "dropped",
+            Failure::Shutdown => "shutdown",
+        }
+    }
+}
+
 impl TargetKind {
     /// Lower-case name, as used in stats keys.
     pub fn as_str(self) -> &'static str {
@@ -87,6 +133,16 @@ pub enum SendError {
         /// Target name.
         target: String,
     },
+}
+
+impl SendError {
+    /// The failure class of this refusal.
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            SendError::QueueFull { .. } => Failure::QueueFull,
+            SendError::Closed { .. } => Failure::Closed,
+        }
+    }
 }
 
 /// Counters of one target (LOGGING.md §2.3.8, with exact semantics).

@@ -473,3 +473,64 @@ async fn lost_entries_are_summarised_periodically() {
     audr.release();
     let _ = reg.shutdown(Duration::from_secs(2)).await;
 }
+
+/// A refused endpoint behind a full queue: "log buffer full" and "could not send" are two
+/// failure classes of one target, each reported once. Before: 44 console lines in 1 s,
+/// alternating between the two (one de-duplication key per target).
+#[tokio::test]
+async fn full_queue_and_refused_endpoint_are_reported_once_per_class() {
+    quiet();
+    let addr = free_addr().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("x", format!("http://{addr}/"))
+            .queue_size(2)
+            .retry_interval(Duration::from_millis(20))
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..50 {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Warning);
+        e.message = format!("entry {i}");
+        reg.log(e);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("a few failed attempts", || {
+        reg.stats()["sys_logger-x"].send_errors >= 5
+    })
+    .await;
+    let s = reg.stats()["sys_logger-x"].clone();
+    assert_eq!(s.total, 50, "{s:?}");
+    assert!(
+        s.dropped >= 40,
+        "the queue was full most of the time: {s:?}"
+    );
+    let text = cap.contents();
+    let reports: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("SYSTEM.logging"))
+        .collect();
+    assert_eq!(
+        reports.len(),
+        2,
+        "one report per failure class: {reports:#?}"
+    );
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|l| l.contains("log buffer full"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|l| l.contains("could not send log entries to logger-x"))
+            .count(),
+        1
+    );
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}

@@ -266,7 +266,8 @@ async fn max_retry_gives_up_after_exact_attempts() {
         (1, 0, 1, 0, 3)
     );
     assert!(
-        cap.contents().contains("gave up on 1 audit entries"),
+        cap.contents()
+            .contains("gave up on audit entries after 2 retries"),
         "{}",
         cap.contents()
     );
@@ -453,7 +454,7 @@ async fn corrupt_disk_file_is_deleted_and_counted() {
     check_invariant(&s);
     assert!(cap
         .contents()
-        .contains("corrupt disk queue file deleted (3 entries lost)"));
+        .contains("corrupt disk queue file deleted, its entries are counted as failed"));
     assert_eq!(std::fs::read_dir(&qdir).expect("dir").count(), 0);
     t.cancel().await;
 }
@@ -491,4 +492,40 @@ async fn shutdown_with_queue_dir_delivers_through_the_disk_queue() {
         (s.total, s.sent, s.queued, s.disk_queue_files),
         (35, 35, 0, 0)
     );
+}
+
+/// LOGGING.md §1.8, §4.1: a failing target is reported once per failure class, however many
+/// entries fail; the report texts carry no counts (those are in the stats and the periodic
+/// summary). Before: 20 console lines for 10 entries (the two classes alternated under one
+/// de-duplication key).
+#[tokio::test]
+async fn failure_reports_are_once_per_target_and_class() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(500);
+    let (c, cap) = console();
+    let t = start(
+        WebhookConfig::builder("_", r.url("/"))
+            .max_retry(1)
+            .retry_interval(Duration::from_millis(10)),
+        &c,
+    );
+    for i in 0..10 {
+        t.send(rec(i)).expect("accepted");
+    }
+    eventually("all given up", || t.stats().failed == 10).await;
+    let s = t.stats();
+    assert_eq!((s.total, s.failed, s.send_errors), (10, 10, 20), "{s:?}");
+    assert_eq!(r.arrivals(), 20, "first attempt + 1 retry per entry");
+    let text = cap.contents();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per failure class: {text}");
+    let with = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(with("could not send audit entries to audit-_"), 1, "{text}");
+    assert_eq!(
+        with("audit-_: gave up on audit entries after 1 retry"),
+        1,
+        "{text}"
+    );
+    t.cancel().await;
 }

@@ -12,7 +12,9 @@ mod render;
 
 use crate::entry::{Api, ErrorInfo, Kind, LogEntry, Record};
 use crate::logonce::LogOnce;
-use crate::target::{BoxFuture, SendError, ShutdownReport, Target, TargetKind, TargetStats};
+use crate::target::{
+    BoxFuture, Failure, SendError, ShutdownReport, Target, TargetKind, TargetStats,
+};
 use feed::Feed;
 pub use feed::{
     ConsoleSubscription, KindMask, TooManySubscribers, CONSOLE_RING_SIZE, MAX_CONSOLE_SUBSCRIBERS,
@@ -110,13 +112,19 @@ impl ConsoleTarget {
     /// console only, never to any other target (S3). Returns whether it was printed.
     pub fn report_once(&self, id: &str, text: &str) -> bool {
         let verdict = self.once.check(id, text);
-        for (eid, etext, n) in &verdict.expired {
-            self.report_now(&format!("{eid}: {etext} (repeated {n} times)"));
+        for (_, etext, n) in &verdict.expired {
+            self.report_now(&format!("{etext} (repeated {n} times in the last hour)"));
         }
         if verdict.log {
             self.report_now(text);
         }
         verdict.log
+    }
+
+    /// Reports a failure of class `class` about `target`, once per target and class per
+    /// log-once window (LOGGING.md §1.8). `text` must not carry changing counts.
+    pub(crate) fn report(&self, target: &str, class: Failure, text: &str) -> bool {
+        self.report_once(&format!("{target}/{}", class.as_str()), text)
     }
 
     /// Writes a failure report now, without de-duplication (used for periodic summaries).

@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::identity::Identity;
 use crate::internal::internal;
 use crate::target::{
-    BoxFuture, SendError, ShutdownReport, Stream, Target, TargetKind, TargetStats,
+    BoxFuture, Failure, SendError, ShutdownReport, Stream, Target, TargetKind, TargetStats,
 };
 use certs::CertResolver;
 use client::Endpoint;
@@ -89,8 +89,9 @@ impl WebhookTarget {
                 match certs::load_key_pair(cert, key) {
                     Ok(k) => r.set(Some(k)),
                     Err(e) => {
-                        console.report_once(
+                        console.report(
                             &name,
+                            Failure::Certificate,
                             &format!(
                                 "{name}: cannot load client certificate, sending without one: {e}"
                             ),

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::client::Conn;
 use super::state::{Control, Shared};
 use super::store::{ReadError, Store, StoredFile};
-use crate::target::ShutdownReport;
+use crate::target::{Failure, ShutdownReport};
 
 /// One async lock per disk-queue directory: only one replay loop (old or new target of the
 /// same name) reads a directory at a time, so a file is never sent twice concurrently.
@@ -64,7 +64,10 @@ pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
         let files = match files {
             Ok(f) => f,
             Err(e) => {
-                s.report(&format!("{}: cannot list disk queue: {e}", s.name));
+                s.report(
+                    Failure::Disk,
+                    &format!("{}: cannot list disk queue: {e}", s.name),
+                );
                 Vec::new()
             }
         };
@@ -153,7 +156,7 @@ async fn replay_one(
     // Returns false when the file could not be deleted (it would be sent again).
     let forget = |s: &Shared| -> bool {
         if let Err(e) = store.remove(f) {
-            s.report(&format!("{}: disk queue: {e}", s.name));
+            s.report(Failure::Disk, &format!("{}: disk queue: {e}", s.name));
             return false;
         }
         let _ = s
@@ -174,15 +177,21 @@ async fn replay_one(
         }
         Ok(b) => Bytes::from(b),
         Err(ReadError::Io(e)) => {
-            s.report(&format!("{}: cannot read disk queue file: {e}", s.name));
+            s.report(
+                Failure::Disk,
+                &format!("{}: cannot read disk queue file: {e}", s.name),
+            );
             return Err(());
         }
         Err(ReadError::Corrupt(e)) => {
             s.failed.fetch_add(f.count, Ordering::Relaxed);
-            s.report(&format!(
-                "{}: corrupt disk queue file deleted ({} entries lost): {e}",
-                s.name, f.count
-            ));
+            s.report(
+                Failure::Corrupt,
+                &format!(
+                    "{}: corrupt disk queue file deleted, its entries are counted as failed: {e}",
+                    s.name
+                ),
+            );
             return if forget(s) { Ok(()) } else { Err(()) };
         }
     };
@@ -196,7 +205,7 @@ async fn replay_one(
             }
         }
         Err(e) => {
-            s.note_failure(f.count as usize, &e);
+            s.note_failure(&e);
             Err(())
         }
     }

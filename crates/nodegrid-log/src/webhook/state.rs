@@ -19,7 +19,7 @@ use super::store::Store;
 use crate::console::ConsoleTarget;
 use crate::entry::Record;
 use crate::identity::Identity;
-use crate::target::{SendError, ShutdownReport, Stream};
+use crate::target::{Failure, SendError, ShutdownReport, Stream};
 
 /// Entries handed over by replaced targets, read by this target's worker. `closed` is set
 /// (under the same lock) once the worker stopped reading it; later hand-overs go on to this
@@ -172,11 +172,14 @@ impl Shared {
             None => {
                 self.total.fetch_add(n, Ordering::Relaxed);
                 self.dropped.fetch_add(n, Ordering::Relaxed);
-                self.report(&format!(
-                    "{}: {n} handed-over {} entries dropped: target closed",
-                    self.name,
-                    self.stream.noun()
-                ));
+                self.report(
+                    Failure::Dropped,
+                    &format!(
+                        "{}: handed-over {} entries dropped: target closed",
+                        self.name,
+                        self.stream.noun()
+                    ),
+                );
             }
         }
     }
@@ -191,20 +194,24 @@ impl Shared {
         }
     }
 
-    pub(super) fn report(&self, text: &str) {
-        self.console.report_once(&self.name, text);
+    /// Reports a failure of this target to the console, once per class (LOGGING.md §4.1).
+    pub(super) fn report(&self, class: Failure, text: &str) {
+        self.console.report(&self.name, class, text);
     }
 
-    pub(super) fn note_failure(&self, n: usize, e: &AttemptError) {
+    pub(super) fn note_failure(&self, e: &AttemptError) {
         self.send_errors.fetch_add(1, Ordering::Relaxed);
         if e.is_network() {
             self.online.store(false, Ordering::Relaxed);
         }
-        self.report(&format!(
-            "could not send {n} {} entries to {}: {e}",
-            self.stream.noun(),
-            self.name
-        ));
+        self.report(
+            Failure::Send,
+            &format!(
+                "could not send {} entries to {}: {e}",
+                self.stream.noun(),
+                self.name
+            ),
+        );
     }
 
     pub(super) fn headers_for(&self, count: u64) -> HeaderMap {
@@ -252,7 +259,7 @@ impl Shared {
             }
             Err(e) => {
                 let msg = format!("{}: cannot reload client certificate: {e}", self.name);
-                self.console.report_once(&self.name, &msg);
+                self.report(Failure::Certificate, &msg);
                 Err(msg)
             }
         }

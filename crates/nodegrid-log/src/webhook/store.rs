@@ -165,7 +165,7 @@ impl Store {
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            format!("disk queue write {}: {e}", path.display())
+            format!("cannot write to the disk queue {}: {e}", self.dir.display())
         })?;
         Ok(StoredFile {
             path,
@@ -177,10 +177,10 @@ impl Store {
     /// Reads and decompresses a stored batch.
     pub(crate) fn read(&self, f: &StoredFile) -> Result<Vec<u8>, ReadError> {
         let raw =
-            fs::read(&f.path).map_err(|e| ReadError::Io(format!("{}: {e}", f.path.display())))?;
+            fs::read(&f.path).map_err(|e| ReadError::Io(format!("{}: {e}", self.dir.display())))?;
         snap::raw::Decoder::new()
             .decompress_vec(&raw)
-            .map_err(|e| ReadError::Corrupt(format!("{}: {e}", f.path.display())))
+            .map_err(|e| ReadError::Corrupt(e.to_string()))
     }
 
     /// Deletes a stored batch.
@@ -188,7 +188,10 @@ impl Store {
         match fs::remove_file(&f.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot delete {}: {e}", f.path.display())),
+            Err(e) => Err(format!(
+                "cannot delete a file in {}: {e}",
+                self.dir.display()
+            )),
         }
     }
 }

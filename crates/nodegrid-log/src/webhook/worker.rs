@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::client::Conn;
 use super::state::{Control, Shared};
 use crate::entry::Record;
-use crate::target::ShutdownReport;
+use crate::target::{Failure, ShutdownReport};
 
 enum Flush {
     Done,
@@ -33,7 +33,10 @@ fn encode(s: &Shared, batch: &[Record], buf: &mut Vec<u8>) -> u64 {
             Ok(()) => n += 1,
             Err(e) => {
                 s.failed.fetch_add(1, Ordering::Relaxed);
-                s.report(&format!("{}: cannot encode entry: {e}", s.name));
+                s.report(
+                    Failure::Encode,
+                    &format!("{}: cannot encode entry: {e}", s.name),
+                );
             }
         }
     }
@@ -105,7 +108,7 @@ async fn flush(
                     Ok(())
                 }
                 Err(e) => {
-                    s.note_failure(n as usize, &e);
+                    s.note_failure(&e);
                     Err(String::new())
                 }
             },
@@ -118,18 +121,25 @@ async fn flush(
             Err(e) => {
                 if !e.is_empty() {
                     s.send_errors.fetch_add(1, Ordering::Relaxed);
-                    s.report(&format!("{}: {e}", s.name));
+                    s.report(Failure::Disk, &format!("{}: {e}", s.name));
                 }
             }
         }
         if s.cfg.max_retry > 0 && retries >= s.cfg.max_retry {
             s.failed.fetch_add(n, Ordering::Relaxed);
-            s.report(&format!(
-                "{}: gave up on {n} {} entries after {} retries",
-                s.name,
-                s.stream.noun(),
-                retries
-            ));
+            s.report(
+                Failure::GaveUp,
+                &format!(
+                    "{}: gave up on {} entries after {} (counted as failed)",
+                    s.name,
+                    s.stream.noun(),
+                    if retries == 1 {
+                        "1 retry".to_string()
+                    } else {
+                        format!("{retries} retries")
+                    }
+                ),
+            );
             batch.clear();
             return Flush::Done;
         }
@@ -288,11 +298,14 @@ fn cancel_exit(s: &Shared, rx: mpsc::Receiver<Record>, batch: Vec<Record>) {
         None => {
             if n > 0 {
                 s.dropped.fetch_add(n, Ordering::Relaxed);
-                s.report(&format!(
-                    "{}: {n} pending {} entries dropped: target removed",
-                    s.name,
-                    s.stream.noun()
-                ));
+                s.report(
+                    Failure::Dropped,
+                    &format!(
+                        "{}: pending {} entries dropped: target removed",
+                        s.name,
+                        s.stream.noun()
+                    ),
+                );
             }
         }
     }
@@ -324,11 +337,15 @@ async fn drain(
         // Memory mode, or the disk could not take them: lost, counted and reported.
         s.dropped.fetch_add(n, Ordering::Relaxed);
         report.dropped += n;
-        s.report(&format!(
-            "{}: {n} {} entries not delivered before the shutdown deadline and dropped",
-            s.name,
-            s.stream.noun()
-        ));
+        // A one-time report per target, so its count cannot defeat the de-duplication.
+        s.report(
+            Failure::Shutdown,
+            &format!(
+                "{}: {n} {} entries not delivered before the shutdown deadline and dropped",
+                s.name,
+                s.stream.noun()
+            ),
+        );
     }
     if s.store.is_none() {
         report.delivered = s.sent.load(Ordering::Relaxed) - sent_before;
