@@ -213,7 +213,9 @@ pub trait Target: Send + Sync + 'static {
     /// Counters.
     fn stats(&self) -> TargetStats;
     /// Stops accepting and stops workers; pending entries go to the replacement if one was
-    /// assigned, else they are counted as dropped. The future resolves when workers ended.
+    /// assigned, else they are counted as dropped. The future resolves when workers ended;
+    /// it does not wait for a request in flight, which finishes on its own (bounded by the
+    /// target's http timeout) and is then counted as sent or passed on like the rest.
     fn cancel(&self) -> BoxFuture<()>;
     /// Graceful stop: deliver what can be delivered before `deadline`, persist the rest when
     /// a disk queue exists, count the remainder as dropped.

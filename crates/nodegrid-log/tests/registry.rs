@@ -534,3 +534,48 @@ async fn full_queue_and_refused_endpoint_are_reported_once_per_class() {
     );
     let _ = reg.shutdown(Duration::from_millis(100)).await;
 }
+
+/// Replacing a target whose endpoint holds a request: the queued entries move to the
+/// replacement at once (the old worker does not wait for its attempt in flight), and the
+/// held entry is delivered once when the endpoint answers. Before: the hand-over waited for
+/// the held request.
+#[tokio::test]
+async fn replacing_a_target_does_not_wait_for_its_attempt_in_flight() {
+    quiet();
+    let old_ep = Receiver::start().await;
+    old_ep.set_mode(HOLD);
+    let new_ep = Receiver::start().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let cfg = |url: String| {
+        fast("_", url)
+            .http_timeout(Duration::from_secs(60))
+            .build()
+            .expect("cfg")
+    };
+    reg.update_webhooks(Stream::Audit, vec![cfg(old_ep.url("/"))])
+        .expect("audit");
+    let audit = reg.audit();
+    audit.log(audit_entry(0));
+    bounded(old_ep.wait_arrivals(1)).await;
+    for i in 1..6 {
+        audit.log(audit_entry(i));
+    }
+    reg.update_webhooks(Stream::Audit, vec![cfg(new_ep.url("/"))])
+        .expect("replace");
+    bounded(new_ep.wait_lines(5)).await;
+    assert!(
+        old_ep.requests().is_empty(),
+        "the old endpoint still holds its request"
+    );
+    assert_eq!(ids(&new_ep.lines()), vec![1, 2, 3, 4, 5]);
+    old_ep.release();
+    bounded(old_ep.wait_lines(1)).await;
+    assert_eq!(ids(&old_ep.lines()), vec![0]);
+    assert!(
+        !cap.contents().contains("could not send"),
+        "{}",
+        cap.contents()
+    );
+    let _ = reg.shutdown(Duration::from_secs(2)).await;
+}

@@ -529,3 +529,73 @@ async fn failure_reports_are_once_per_target_and_class() {
     );
     t.cancel().await;
 }
+
+/// LOGGING.md §2.3.4, §2.3.7: cancelling a target does not wait for the attempt in flight and
+/// reports no failure for it; the attempt finishes on its own and its entry is counted once.
+/// Before: cancel() waited for the endpoint (the http_timeout, 3.0 s, in the issue) and printed
+/// "could not send".
+#[tokio::test]
+async fn cancel_does_not_wait_for_the_attempt_in_flight() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let (c, cap) = console();
+    let t = start(
+        WebhookConfig::builder("_", r.url("/")).http_timeout(Duration::from_secs(60)),
+        &c,
+    );
+    t.send(rec(1)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    bounded(t.cancel()).await;
+    // The endpoint still holds the request: cancel did not wait for its answer.
+    assert!(r.requests().is_empty(), "cancel waited for the endpoint");
+    assert_eq!(cap.contents(), "", "no failure is reported on cancel");
+    assert!(matches!(t.send(rec(2)), Err(SendError::Closed { .. })));
+    r.release();
+    bounded(r.wait_lines(1)).await;
+    eventually("the attempt in flight is counted", || t.stats().sent == 1).await;
+    let s = t.stats();
+    assert_eq!(
+        (
+            s.total,
+            s.sent,
+            s.dropped,
+            s.failed,
+            s.queued,
+            s.send_errors
+        ),
+        (2, 1, 1, 0, 0, 0)
+    );
+    check_invariant(&s);
+    assert_eq!(cap.contents(), "", "still no failure report");
+}
+
+/// The same with a disk queue: cancel does not wait for the replay request in flight; when the
+/// endpoint answers, the file is deleted and its entry counted as sent.
+#[tokio::test]
+async fn cancel_does_not_wait_for_the_replay_in_flight() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, cap) = console();
+    let t = start(
+        WebhookConfig::builder("_", r.url("/"))
+            .queue_dir(dir.path())
+            .http_timeout(Duration::from_secs(60))
+            .replay_interval(Duration::from_millis(50)),
+        &c,
+    );
+    t.send(rec(1)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    bounded(t.cancel()).await;
+    assert!(r.requests().is_empty(), "cancel waited for the endpoint");
+    r.release();
+    bounded(r.wait_lines(1)).await;
+    eventually("delivered and deleted", || t.stats().disk_queue_files == 0).await;
+    let s = t.stats();
+    assert_eq!((s.total, s.sent, s.queued), (1, 1, 0), "{s:?}");
+    assert_eq!(cap.contents(), "", "no failure is reported on cancel");
+    let qdir = dir.path().join("nodegrid-http-audit-_");
+    assert_eq!(std::fs::read_dir(&qdir).expect("dir").count(), 0);
+}

@@ -7,12 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use super::client::Conn;
-use super::state::{Control, Shared};
+use super::state::{cancelled, Control, Shared};
 use super::store::{ReadError, Store, StoredFile};
+use crate::internal::internal;
 use crate::target::{Failure, ShutdownReport};
 
 /// One async lock per disk-queue directory: only one replay loop (old or new target of the
@@ -28,9 +29,9 @@ fn dir_lock(dir: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
 pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
     let mut ctl = s.control.subscribe();
     let lock = dir_lock(store.dir());
-    let _guard = tokio::select! {
+    let mut guard = tokio::select! {
         biased;
-        g = lock.lock_owned() => g,
+        g = lock.lock_owned() => Some(g),
         _ = wait_stop(&mut ctl) => return,
     };
     // `sent` when the shutdown drain started, to report what was delivered during it.
@@ -81,12 +82,13 @@ pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
             if *ctl.borrow() == Control::Cancel {
                 return;
             }
-            match replay_one(&s, &store, &mut conn, f, limit).await {
-                Ok(()) => {}
-                Err(()) => {
+            match replay_one(&s, &store, &mut conn, &mut ctl, &mut guard, f, limit).await {
+                Step::Done => {}
+                Step::Failed => {
                     failed_once = true;
                     break;
                 }
+                Step::Detached => return,
             }
         }
         if let Some(d) = limit {
@@ -139,13 +141,45 @@ async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
     }
 }
 
+/// Deletes a delivered (or corrupt) file and updates the gauges. Returns false when the file
+/// could not be deleted (it would be sent again).
+fn forget(s: &Shared, store: &Store, f: &StoredFile) -> bool {
+    if let Err(e) = store.remove(f) {
+        s.report(Failure::Disk, &format!("{}: disk queue: {e}", s.name));
+        return false;
+    }
+    let _ = s
+        .disk_entries
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(f.count))
+        });
+    let _ = s
+        .disk_files
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
+    true
+}
+
+/// What became of one stored file.
+enum Step {
+    /// Delivered (or corrupt) and deleted.
+    Done,
+    /// Not delivered; retry later.
+    Failed,
+    /// Cancelled while its request was in flight; the attempt finishes on its own.
+    Detached,
+}
+
 async fn replay_one(
-    s: &Shared,
+    s: &Arc<Shared>,
     store: &Arc<Store>,
     conn: &mut Conn,
+    ctl: &mut watch::Receiver<Control>,
+    guard: &mut Option<OwnedMutexGuard<()>>,
     f: &StoredFile,
     limit: Option<Instant>,
-) -> Result<(), ()> {
+) -> Step {
     let read = {
         let store = store.clone();
         let f = f.clone();
@@ -153,35 +187,16 @@ async fn replay_one(
             .await
             .unwrap_or_else(|e| Err(ReadError::Io(e.to_string())))
     };
-    // Returns false when the file could not be deleted (it would be sent again).
-    let forget = |s: &Shared| -> bool {
-        if let Err(e) = store.remove(f) {
-            s.report(Failure::Disk, &format!("{}: disk queue: {e}", s.name));
-            return false;
-        }
-        let _ = s
-            .disk_entries
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(f.count))
-            });
-        let _ = s
-            .disk_files
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
-        true
-    };
+    let done = |ok: bool| if ok { Step::Done } else { Step::Failed };
     let body = match read {
-        Ok(b) if b.is_empty() => {
-            return if forget(s) { Ok(()) } else { Err(()) };
-        }
+        Ok(b) if b.is_empty() => return done(forget(s, store, f)),
         Ok(b) => Bytes::from(b),
         Err(ReadError::Io(e)) => {
             s.report(
                 Failure::Disk,
                 &format!("{}: cannot read disk queue file: {e}", s.name),
             );
-            return Err(());
+            return Step::Failed;
         }
         Err(ReadError::Corrupt(e)) => {
             s.failed.fetch_add(f.count, Ordering::Relaxed);
@@ -192,21 +207,41 @@ async fn replay_one(
                     s.name
                 ),
             );
-            return if forget(s) { Ok(()) } else { Err(()) };
+            return done(forget(s, store, f));
         }
     };
-    match s.attempt(conn, &body, f.count, limit).await {
+    let idle = Conn::new(s.endpoint.clone(), s.resolver.clone());
+    let mut attempt = s.attempt_owned(std::mem::replace(conn, idle), body, f.count, limit);
+    let outcome = tokio::select! {
+        biased;
+        r = &mut attempt => Some(r),
+        _ = cancelled(ctl) => None,
+    };
+    let Some((used, r)) = outcome else {
+        // Cancelled mid-request: do not wait. The attempt finishes on its own and keeps the
+        // directory lock until then, so a replacement replaying the same directory never
+        // sends this file at the same time; on 2xx the file is deleted, else it stays for
+        // the next replay. No failure is reported for a cancelled target.
+        let (s, store, f, guard) = (s.clone(), store.clone(), f.clone(), guard.take());
+        tokio::spawn(internal(async move {
+            let (_, r) = attempt.await;
+            if r.is_ok() {
+                s.sent.fetch_add(f.count, Ordering::Relaxed);
+                forget(&s, &store, &f);
+            }
+            drop(guard);
+        }));
+        return Step::Detached;
+    };
+    *conn = used;
+    match r {
         Ok(()) => {
             s.sent.fetch_add(f.count, Ordering::Relaxed);
-            if forget(s) {
-                Ok(())
-            } else {
-                Err(())
-            }
+            done(forget(s, store, f))
         }
         Err(e) => {
             s.note_failure(&e);
-            Err(())
+            Step::Failed
         }
     }
 }

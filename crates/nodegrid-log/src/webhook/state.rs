@@ -19,7 +19,7 @@ use super::store::Store;
 use crate::console::ConsoleTarget;
 use crate::entry::Record;
 use crate::identity::Identity;
-use crate::target::{Failure, SendError, ShutdownReport, Stream};
+use crate::target::{BoxFuture, Failure, SendError, ShutdownReport, Stream};
 
 /// Entries handed over by replaced targets, read by this target's worker. `closed` is set
 /// (under the same lock) once the worker stopped reading it; later hand-overs go on to this
@@ -37,6 +37,22 @@ pub(super) enum Control {
     Drain(Instant),
     /// Stop now (replaced or removed by configuration).
     Cancel,
+}
+
+/// A delivery attempt that owns what it needs, so it can outlive the task that started it.
+pub(super) type Attempt = BoxFuture<(Conn, Result<(), AttemptError>)>;
+
+/// Resolves once the control says `Cancel`, and never otherwise.
+pub(super) async fn cancelled(ctl: &mut watch::Receiver<Control>) {
+    loop {
+        if *ctl.borrow_and_update() == Control::Cancel {
+            return;
+        }
+        if ctl.changed().await.is_err() {
+            // The target is gone; whoever waits for this is being dropped too.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Everything a target's handle and tasks share.
@@ -242,6 +258,48 @@ impl Shared {
             Err(_) => conn.reset(),
         }
         r
+    }
+
+    /// [`Shared::attempt`] as an owned future: a cancel does not wait for it (LOGGING.md
+    /// §2.3.7), and the caller may leave it to finish in a task of its own.
+    pub(super) fn attempt_owned(
+        self: &Arc<Self>,
+        mut conn: Conn,
+        body: Bytes,
+        count: u64,
+        limit: Option<Instant>,
+    ) -> Attempt {
+        let s = self.clone();
+        Box::pin(async move {
+            let r = s.attempt(&mut conn, &body, count, limit).await;
+            (conn, r)
+        })
+    }
+
+    /// Passes on entries this closed target can no longer deliver: to the replacement, or,
+    /// without one, dropped (counted and reported).
+    pub(super) fn hand_over(&self, records: Vec<Record>) {
+        let n = records.len() as u64;
+        if n == 0 {
+            return;
+        }
+        match self.replacement.get() {
+            Some(next) => {
+                self.migrated.fetch_add(n, Ordering::Relaxed);
+                next.adopt(records);
+            }
+            None => {
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+                self.report(
+                    Failure::Dropped,
+                    &format!(
+                        "{}: pending {} entries dropped: target removed",
+                        self.name,
+                        self.stream.noun()
+                    ),
+                );
+            }
+        }
     }
 
     /// Reloads the client certificate and key from their files. On error the previous pair

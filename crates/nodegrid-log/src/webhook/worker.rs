@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::Conn;
-use super::state::{Control, Shared};
+use super::state::{cancelled, Attempt, Control, Shared};
 use crate::entry::Record;
+use crate::internal::internal;
 use crate::target::{Failure, ShutdownReport};
 
 enum Flush {
@@ -24,23 +25,21 @@ enum Flush {
 }
 
 /// Encodes `batch` into `buf` (one NDJSON line each); unencodable entries are counted as
-/// failed and left out. Returns how many lines were written.
-fn encode(s: &Shared, batch: &[Record], buf: &mut Vec<u8>) -> u64 {
+/// failed and removed from the batch. Returns how many lines were written.
+fn encode(s: &Shared, batch: &mut Vec<Record>, buf: &mut Vec<u8>) -> u64 {
     buf.clear();
-    let mut n = 0;
-    for r in batch {
-        match r.encode_line(buf) {
-            Ok(()) => n += 1,
-            Err(e) => {
-                s.failed.fetch_add(1, Ordering::Relaxed);
-                s.report(
-                    Failure::Encode,
-                    &format!("{}: cannot encode entry: {e}", s.name),
-                );
-            }
+    batch.retain(|r| match r.encode_line(buf) {
+        Ok(()) => true,
+        Err(e) => {
+            s.failed.fetch_add(1, Ordering::Relaxed);
+            s.report(
+                Failure::Encode,
+                &format!("{}: cannot encode entry: {e}", s.name),
+            );
+            false
         }
-    }
-    n
+    });
+    batch.len() as u64
 }
 
 /// Sleeps `d` unless the control changes to `Cancel` first (returns false then). A change
@@ -56,7 +55,7 @@ async fn pause(ctl: &mut watch::Receiver<Control>, d: Duration) -> bool {
 /// In `Drain` mode attempts stop at the deadline; what is left is returned to the caller
 /// via `Err(batch unchanged)` semantics: the batch is not cleared.
 async fn flush(
-    s: &Shared,
+    s: &Arc<Shared>,
     conn: &mut Conn,
     ctl: &mut watch::Receiver<Control>,
     batch: &mut Vec<Record>,
@@ -102,16 +101,31 @@ async fn flush(
                     }
                 }
             }
-            None => match s.attempt(conn, &body, n, limit).await {
-                Ok(()) => {
-                    s.sent.fetch_add(n, Ordering::Relaxed);
-                    Ok(())
+            None => {
+                let idle = Conn::new(s.endpoint.clone(), s.resolver.clone());
+                let mut attempt =
+                    s.attempt_owned(std::mem::replace(conn, idle), body.clone(), n, limit);
+                let done = tokio::select! {
+                    biased;
+                    r = &mut attempt => Some(r),
+                    _ = cancelled(ctl) => None,
+                };
+                let Some((used, r)) = done else {
+                    detach(s, attempt, std::mem::take(batch));
+                    return Flush::Cancelled;
+                };
+                *conn = used;
+                match r {
+                    Ok(()) => {
+                        s.sent.fetch_add(n, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        s.note_failure(&e);
+                        Err(String::new())
+                    }
                 }
-                Err(e) => {
-                    s.note_failure(&e);
-                    Err(String::new())
-                }
-            },
+            }
         };
         match res {
             Ok(()) => {
@@ -258,6 +272,26 @@ pub(super) async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
     }
 }
 
+/// Cancelled while a request is in flight: the worker does not wait for it. The attempt
+/// finishes in a task of its own (bounded by `http_timeout`); then its entries are counted as
+/// sent, or passed on like the rest of the target's pending entries. Either way no failure
+/// is reported: the target was cancelled (LOGGING.md §2.3.4).
+fn detach(s: &Arc<Shared>, attempt: Attempt, records: Vec<Record>) {
+    let s = s.clone();
+    tokio::spawn(internal(async move {
+        let (_, r) = attempt.await;
+        match r {
+            Ok(()) => {
+                s.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                s.send_errors.fetch_add(1, Ordering::Relaxed);
+                s.hand_over(records);
+            }
+        }
+    }));
+}
+
 /// Moves queued entries into `batch` until it holds `max` or the queue is empty.
 fn fill(rx: &mut mpsc::Receiver<Record>, batch: &mut Vec<Record>, max: usize) {
     while batch.len() < max {
@@ -286,33 +320,16 @@ fn collect_pending(s: &Shared, mut rx: mpsc::Receiver<Record>, batch: Vec<Record
 
 fn cancel_exit(s: &Shared, rx: mpsc::Receiver<Record>, batch: Vec<Record>) {
     let pending = collect_pending(s, rx, batch);
-    let n = pending.len() as u64;
-    match s.replacement.get() {
-        Some(next) => {
-            s.migrated.fetch_add(n, Ordering::Relaxed);
-            next.adopt(pending);
-            // Stored files are adopted by the replacement's replay loop.
-            let disk = s.disk_entries.swap(0, Ordering::Relaxed);
-            s.migrated.fetch_add(disk, Ordering::Relaxed);
-        }
-        None => {
-            if n > 0 {
-                s.dropped.fetch_add(n, Ordering::Relaxed);
-                s.report(
-                    Failure::Dropped,
-                    &format!(
-                        "{}: pending {} entries dropped: target removed",
-                        s.name,
-                        s.stream.noun()
-                    ),
-                );
-            }
-        }
+    s.hand_over(pending);
+    if s.replacement.get().is_some() {
+        // Stored files are adopted by the replacement's replay loop.
+        let disk = s.disk_entries.swap(0, Ordering::Relaxed);
+        s.migrated.fetch_add(disk, Ordering::Relaxed);
     }
 }
 
 async fn drain(
-    s: &Shared,
+    s: &Arc<Shared>,
     conn: &mut Conn,
     ctl: &mut watch::Receiver<Control>,
     rx: mpsc::Receiver<Record>,
