@@ -38,6 +38,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "BATCH_SIZE",
     "QUEUE_SIZE",
     "QUEUE_DIR",
+    "QUEUE_DIR_MAX_BYTES",
     "MAX_RETRY",
     "RETRY_INTERVAL",
     "RETRY_BACKOFF",
@@ -181,6 +182,32 @@ pub(crate) fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError
     Ok(total)
 }
 
+/// Parses a size in bytes: a plain number, or a number with a unit (`KiB`, `MiB`, `GiB`,
+/// `KB`, `MB`, `GB`; case-insensitive).
+pub(crate) fn parse_size(key: &str, v: &str) -> Result<u64, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            key,
+            format!("`{v}` is not a size in bytes (e.g. 1073741824, 512MiB, 1GiB)"),
+        )
+    };
+    let s = v.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    num.checked_mul(mult).ok_or_else(bad)
+}
+
 fn parse_num<T: std::str::FromStr>(key: &str, v: &str, what: &str) -> Result<T, ConfigError> {
     v.trim()
         .parse::<T>()
@@ -315,6 +342,9 @@ fn target_from_vars(
     }
     if let Some((var, v)) = get("QUEUE_SIZE") {
         b = b.queue_size(parse_num(var, v, "a positive integer")?);
+    }
+    if let Some((var, v)) = get("QUEUE_DIR_MAX_BYTES") {
+        b = b.queue_dir_max_bytes(parse_size(var, v)?);
     }
     if let Some((var, v)) = get("MAX_RETRY") {
         b = b.max_retry(parse_num(var, v, "an integer ≥ 0")?);
@@ -455,6 +485,27 @@ mod tests {
         assert_eq!(c.audit_webhooks.len(), 1);
         assert_eq!(c.audit_webhooks[0].queue_size(), 100_000);
         assert_eq!(c.audit_webhooks[0].http_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("k", "1024").ok(), Some(1024));
+        assert_eq!(parse_size("k", "512MiB").ok(), Some(512 << 20));
+        assert_eq!(parse_size("k", "2 gib").ok(), Some(2 << 30));
+        assert_eq!(parse_size("k", "3KB").ok(), Some(3000));
+        assert!(parse_size("k", "1TiB").is_err());
+        assert!(parse_size("k", "MiB").is_err());
+        assert!(parse_size("k", "99999999999999999999GiB").is_err());
+        let c = LoggingConfig::from_vars(
+            "NODEGRID",
+            vars(&[
+                ("NODEGRID_AUDIT_WEBHOOK_ENABLE", "on"),
+                ("NODEGRID_AUDIT_WEBHOOK_ENDPOINT", "http://127.0.0.1:9/"),
+                ("NODEGRID_AUDIT_WEBHOOK_QUEUE_DIR_MAX_BYTES", "64MiB"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.audit_webhooks[0].queue_dir_max_bytes(), 64 << 20);
     }
 
     #[test]

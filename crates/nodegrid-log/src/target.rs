@@ -79,6 +79,8 @@ pub(crate) enum Failure {
     Encode,
     /// The disk queue could not be written, listed, read or cleaned up.
     Disk,
+    /// The disk queue is at its file or byte bound.
+    DiskFull,
     /// A corrupt disk-queue file was deleted.
     Corrupt,
     /// The client certificate could not be (re)loaded.
@@ -99,6 +101,7 @@ impl Failure {
             Failure::GaveUp => "gave-up",
             Failure::Encode => "encode",
             Failure::Disk => "disk",
+            Failure::DiskFull => "disk-full",
             Failure::Corrupt => "corrupt",
             Failure::Certificate => "certificate",
             Failure::Dropped => "dropped",
@@ -177,6 +180,11 @@ pub struct TargetStats {
     pub queue_length: u64,
     /// Files in the disk queue.
     pub disk_queue_files: u64,
+    /// Bytes in the disk queue.
+    pub disk_queue_bytes: u64,
+    /// Batches that could not be written because the disk queue was at its file or byte
+    /// bound (each retry counts).
+    pub disk_queue_full: u64,
     /// Cached online state.
     pub online: bool,
 }

@@ -92,13 +92,16 @@ async fn queue_dir_survives_a_process_restart() {
     .expect("start");
     bounded(r.wait_lines(N as usize)).await;
     eventually("all replayed", || t.stats().sent == N).await;
-    let mut ids: Vec<u64> = r
+    let ids: Vec<u64> = r
         .lines()
         .iter()
         .map(|l| l["tags"]["id"].as_u64().expect("id"))
         .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (0..N).collect::<Vec<_>>(), "each entry exactly once");
+    assert_eq!(
+        ids,
+        (0..N).collect::<Vec<_>>(),
+        "each entry once, replayed oldest first"
+    );
     let s = t.stats();
     assert_eq!(
         (s.total, s.sent, s.queued, s.disk_queue_files),

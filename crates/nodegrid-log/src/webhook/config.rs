@@ -9,6 +9,8 @@ use crate::error::ConfigError;
 
 /// Default in-memory queue capacity (entries); also the disk-queue file limit.
 pub const DEFAULT_QUEUE_SIZE: usize = 100_000;
+/// Default bound of the disk queue in bytes (1 GiB).
+pub const DEFAULT_QUEUE_DIR_MAX_BYTES: u64 = 1 << 30;
 /// Default entries per request.
 pub const DEFAULT_BATCH_SIZE: usize = 1;
 /// Default and fallback sleep between attempts.
@@ -73,6 +75,7 @@ pub struct WebhookConfig {
     pub(crate) queue_size: usize,
     pub(crate) batch_size: usize,
     pub(crate) queue_dir: Option<PathBuf>,
+    pub(crate) queue_dir_max_bytes: u64,
     pub(crate) max_retry: u32,
     pub(crate) retry_interval: Duration,
     pub(crate) retry_backoff: RetryBackoff,
@@ -98,6 +101,7 @@ impl WebhookConfig {
             queue_size: DEFAULT_QUEUE_SIZE,
             batch_size: DEFAULT_BATCH_SIZE,
             queue_dir: None,
+            queue_dir_max_bytes: DEFAULT_QUEUE_DIR_MAX_BYTES,
             max_retry: 0,
             retry_interval: DEFAULT_RETRY_INTERVAL,
             retry_backoff: RetryBackoff::Fixed,
@@ -139,6 +143,11 @@ impl WebhookConfig {
     /// Disk queue directory, if any.
     pub fn queue_dir(&self) -> Option<&std::path::Path> {
         self.queue_dir.as_deref()
+    }
+
+    /// Largest size of the disk queue, bytes.
+    pub fn queue_dir_max_bytes(&self) -> u64 {
+        self.queue_dir_max_bytes
     }
 
     /// Retries after the first attempt (0 = forever).
@@ -187,6 +196,7 @@ pub struct WebhookConfigBuilder {
     queue_size: usize,
     batch_size: usize,
     queue_dir: Option<PathBuf>,
+    queue_dir_max_bytes: u64,
     max_retry: u32,
     retry_interval: Duration,
     retry_backoff: RetryBackoff,
@@ -240,6 +250,15 @@ impl WebhookConfigBuilder {
     /// Enables the store-and-forward disk queue in this directory.
     pub fn queue_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.queue_dir = Some(dir.into());
+        self
+    }
+
+    /// Bound of the disk queue in bytes (default 1 GiB); > 0. A batch that would take the
+    /// directory over it is not written: it is retried like a failed send, counted in
+    /// `disk_queue_full` and reported once (LOGGING.md §2.4 asks for a bound in bytes as well
+    /// as in files).
+    pub fn queue_dir_max_bytes(mut self, bytes: u64) -> Self {
+        self.queue_dir_max_bytes = bytes;
         self
     }
 
@@ -366,6 +385,9 @@ impl WebhookConfigBuilder {
         if self.batch_size == 0 {
             return Err(err("batch_size", "must be > 0".into()));
         }
+        if self.queue_dir_max_bytes == 0 {
+            return Err(err("queue_dir_max_bytes", "must be > 0".into()));
+        }
         let retry_interval = if self.retry_interval.is_zero() {
             DEFAULT_RETRY_INTERVAL
         } else {
@@ -403,6 +425,7 @@ impl WebhookConfigBuilder {
             queue_size: self.queue_size,
             batch_size: self.batch_size,
             queue_dir: self.queue_dir,
+            queue_dir_max_bytes: self.queue_dir_max_bytes,
             max_retry: self.max_retry,
             retry_interval,
             retry_backoff: self.retry_backoff,

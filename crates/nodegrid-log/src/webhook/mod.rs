@@ -25,7 +25,7 @@ mod store;
 mod worker;
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch, Notify};
@@ -79,7 +79,8 @@ impl WebhookTarget {
         };
         let store = match &cfg.queue_dir {
             Some(dir) => Some(Arc::new(
-                Store::open(dir, &name, cfg.queue_size).map_err(start_err)?,
+                Store::open(dir, &name, cfg.queue_size, cfg.queue_dir_max_bytes)
+                    .map_err(start_err)?,
             )),
             None => None,
         };
@@ -130,6 +131,9 @@ impl WebhookTarget {
             send_errors: AtomicU64::new(0),
             disk_entries: AtomicU64::new(0),
             disk_files: AtomicU64::new(0),
+            disk_bytes: AtomicI64::new(0),
+            disk_full: AtomicU64::new(0),
+            disk_exits: AtomicU8::new(0),
             online: AtomicBool::new(false),
             console,
             control,
@@ -241,6 +245,8 @@ impl Target for WebhookTarget {
             send_errors: s.send_errors.load(Ordering::Relaxed),
             queue_length: (s.tx.max_capacity() - s.tx.capacity()) as u64,
             disk_queue_files: s.disk_files.load(Ordering::Relaxed),
+            disk_queue_bytes: s.disk_bytes.load(Ordering::Relaxed).max(0) as u64,
+            disk_queue_full: s.disk_full.load(Ordering::Relaxed),
             online: s.online.load(Ordering::Relaxed),
         }
     }

@@ -1,7 +1,7 @@
 //! The replay loop of the disk queue (LOGGING.md §2.4): POSTs stored batches oldest first,
 //! deletes each on 2xx, and adopts the files an earlier instance left behind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,30 +25,40 @@ fn dir_lock(dir: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
     m.entry(dir.to_path_buf()).or_default().clone()
 }
 
-/// Replay loop of the disk queue.
+/// Replay loop of the disk queue. When it ends (unless a detached attempt ends it later), the
+/// target's disk backlog may be settled (see `Shared::disk_task_done`).
 pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
+    if run(&s, store).await != Exit::Detached {
+        s.disk_task_done();
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Exit {
+    Ended,
+    /// Left an attempt in flight, which calls `disk_task_done` itself.
+    Detached,
+}
+
+async fn run(s: &Arc<Shared>, store: Arc<Store>) -> Exit {
     let mut ctl = s.control.subscribe();
     let lock = dir_lock(store.dir());
     let mut guard = tokio::select! {
         biased;
         g = lock.lock_owned() => Some(g),
-        _ = wait_stop(&mut ctl) => return,
+        _ = wait_stop(&mut ctl) => return Exit::Ended,
     };
     // `sent` when the shutdown drain started, to report what was delivered during it.
     let mut drain_base: Option<u64> = None;
-    // Adopt what earlier instances (another process, a replaced target) left behind.
-    if let Ok(files) = store.list() {
-        for f in files.iter().filter(|f| f.instance != store.instance()) {
-            s.total.fetch_add(f.count, Ordering::Relaxed);
-            s.disk_entries.fetch_add(f.count, Ordering::Relaxed);
-            s.disk_files.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    // Files of earlier instances (another process, a replaced target) counted so far. They
+    // are adopted when first listed, so a file a replaced target writes after this loop
+    // started is counted too.
+    let mut adopted: HashSet<PathBuf> = HashSet::new();
     let mut conn = Conn::new(s.endpoint.clone(), s.resolver.clone());
     loop {
         let control = *ctl.borrow_and_update();
         let limit = match control {
-            Control::Cancel => return,
+            Control::Cancel => return Exit::Ended,
             Control::Drain(d) => Some(d),
             Control::Run => None,
         };
@@ -72,6 +82,14 @@ pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
                 Vec::new()
             }
         };
+        for f in files.iter().filter(|f| f.instance != store.instance()) {
+            if adopted.insert(f.path.clone()) {
+                s.total.fetch_add(f.count, Ordering::Relaxed);
+                s.disk_entries.fetch_add(f.count, Ordering::Relaxed);
+                s.disk_files.fetch_add(1, Ordering::Relaxed);
+                s.disk_bytes.fetch_add(f.size as i64, Ordering::Relaxed);
+            }
+        }
         let mut failed_once = false;
         for f in &files {
             if let Some(d) = limit {
@@ -80,15 +98,17 @@ pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
                 }
             }
             if *ctl.borrow() == Control::Cancel {
-                return;
+                return Exit::Ended;
             }
-            match replay_one(&s, &store, &mut conn, &mut ctl, &mut guard, f, limit).await {
-                Step::Done => {}
+            match replay_one(s, &store, &mut conn, &mut ctl, &mut guard, f, limit).await {
+                Step::Done => {
+                    adopted.remove(&f.path);
+                }
                 Step::Failed => {
                     failed_once = true;
                     break;
                 }
-                Step::Detached => return,
+                Step::Detached => return Exit::Detached,
             }
         }
         if let Some(d) = limit {
@@ -99,7 +119,7 @@ pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
                 let r = g.get_or_insert_with(ShutdownReport::default);
                 r.persisted = persisted;
                 r.delivered += s.sent.load(Ordering::Relaxed) - drain_base.unwrap_or(0);
-                return;
+                return Exit::Ended;
             }
         }
         let mut wait = s.cfg.replay_interval;
@@ -115,7 +135,7 @@ pub(super) async fn replay(s: Arc<Shared>, store: Arc<Store>) {
             _ = s.stored.notified(), if !failed_once => {}
             r = ctl.changed() => {
                 if r.is_err() {
-                    return;
+                    return Exit::Ended;
                 }
             }
         }
@@ -158,6 +178,7 @@ fn forget(s: &Shared, store: &Store, f: &StoredFile) -> bool {
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             Some(v.saturating_sub(1))
         });
+    s.disk_bytes.fetch_sub(f.size as i64, Ordering::Relaxed);
     true
 }
 
@@ -230,6 +251,7 @@ async fn replay_one(
                 forget(&s, &store, &f);
             }
             drop(guard);
+            s.disk_task_done();
         }));
         return Step::Detached;
     };

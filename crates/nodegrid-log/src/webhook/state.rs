@@ -3,7 +3,7 @@
 //! delivery attempt.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -75,6 +75,13 @@ pub(super) struct Shared {
     pub(super) send_errors: AtomicU64,
     pub(super) disk_entries: AtomicU64,
     pub(super) disk_files: AtomicU64,
+    /// Bytes in the disk queue; may dip below zero for a moment when the replay loop deletes
+    /// a file before its writer added it (read as at least zero).
+    pub(super) disk_bytes: AtomicI64,
+    pub(super) disk_full: AtomicU64,
+    /// Tasks (worker, replay loop) that have ended after a cancel; the last one settles the
+    /// disk backlog.
+    pub(super) disk_exits: AtomicU8,
     pub(super) online: AtomicBool,
     pub(super) console: Arc<ConsoleTarget>,
     pub(super) control: watch::Sender<Control>,
@@ -299,6 +306,54 @@ impl Shared {
                     ),
                 );
             }
+        }
+    }
+
+    /// Called by the worker and by the replay loop (or its detached last attempt) when they
+    /// end: once both have, a cancelled target with a disk queue settles its backlog.
+    pub(super) fn disk_task_done(&self) {
+        if self.store.is_some() && self.disk_exits.fetch_add(1, Ordering::AcqRel) + 1 == 2 {
+            self.settle_disk();
+        }
+    }
+
+    /// The stored files of a cancelled target: when its replacement replays the same
+    /// directory they are handed over (counted as migrated here, and in the replacement's
+    /// total when its replay loop finds them). Otherwise nobody replays them until a target
+    /// with this `queue_dir` starts: they stay on disk and stay `queued` here, and that is
+    /// reported once.
+    fn settle_disk(&self) {
+        if *self.control.borrow() != Control::Cancel {
+            return;
+        }
+        let entries = self.disk_entries.load(Ordering::Acquire);
+        let files = self.disk_files.load(Ordering::Acquire);
+        if entries == 0 && files == 0 {
+            return;
+        }
+        let dir = self.store.as_ref().map(|s| s.dir());
+        let next_dir = self
+            .replacement
+            .get()
+            .and_then(|n| n.store.as_ref())
+            .map(|s| s.dir());
+        if next_dir.is_some() && next_dir == dir {
+            self.disk_entries.store(0, Ordering::Release);
+            self.disk_files.store(0, Ordering::Release);
+            self.disk_bytes.store(0, Ordering::Release);
+            self.migrated.fetch_add(entries, Ordering::Relaxed);
+        } else {
+            let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
+            // A one-time report per target: the counts cannot defeat the de-duplication.
+            self.report(
+                Failure::Disk,
+                &format!(
+                    "{}: {files} files ({entries} {} entries) stay in the disk queue {dir}: no \
+                     running target replays it; the next target with this queue_dir will",
+                    self.name,
+                    self.stream.noun()
+                ),
+            );
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::client::Conn;
 use super::state::{cancelled, Attempt, Control, Shared};
+use super::store::PutError;
 use crate::entry::Record;
 use crate::internal::internal;
 use crate::target::{Failure, ShutdownReport};
@@ -88,16 +89,17 @@ async fn flush(
                 s.disk_files.fetch_add(1, Ordering::Relaxed);
                 let put = tokio::task::spawn_blocking(move || store.put(&body, n))
                     .await
-                    .unwrap_or_else(|e| Err(format!("disk queue task: {e}")));
+                    .unwrap_or_else(|e| Err(PutError::Io(format!("disk queue task: {e}"))));
                 match put {
-                    Ok(_f) => {
+                    Ok(f) => {
+                        s.disk_bytes.fetch_add(f.size as i64, Ordering::Relaxed);
                         s.stored.notify_one();
                         Ok(())
                     }
                     Err(e) => {
                         s.disk_entries.fetch_sub(n, Ordering::Relaxed);
                         s.disk_files.fetch_sub(1, Ordering::Relaxed);
-                        Err(e)
+                        Err(Some(e))
                     }
                 }
             }
@@ -122,7 +124,7 @@ async fn flush(
                     }
                     Err(e) => {
                         s.note_failure(&e);
-                        Err(String::new())
+                        Err(None)
                     }
                 }
             }
@@ -132,12 +134,16 @@ async fn flush(
                 batch.clear();
                 return Flush::Done;
             }
-            Err(e) => {
-                if !e.is_empty() {
-                    s.send_errors.fetch_add(1, Ordering::Relaxed);
-                    s.report(Failure::Disk, &format!("{}: {e}", s.name));
-                }
+            Err(Some(PutError::Full(e))) => {
+                s.disk_full.fetch_add(1, Ordering::Relaxed);
+                s.report(Failure::DiskFull, &format!("{}: {e}", s.name));
             }
+            Err(Some(PutError::Io(e))) => {
+                s.send_errors.fetch_add(1, Ordering::Relaxed);
+                s.report(Failure::Disk, &format!("{}: {e}", s.name));
+            }
+            // A failed attempt, counted and reported by `note_failure`.
+            Err(None) => {}
         }
         if s.cfg.max_retry > 0 && retries >= s.cfg.max_retry {
             s.failed.fetch_add(n, Ordering::Relaxed);
@@ -195,6 +201,7 @@ pub(super) async fn worker(s: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
                 cancel_exit(&s, rx, batch);
                 s.worker_done.store(true, Ordering::Release);
                 s.stored.notify_one();
+                s.disk_task_done();
                 return;
             }
         }
@@ -321,11 +328,6 @@ fn collect_pending(s: &Shared, mut rx: mpsc::Receiver<Record>, batch: Vec<Record
 fn cancel_exit(s: &Shared, rx: mpsc::Receiver<Record>, batch: Vec<Record>) {
     let pending = collect_pending(s, rx, batch);
     s.hand_over(pending);
-    if s.replacement.get().is_some() {
-        // Stored files are adopted by the replacement's replay loop.
-        let disk = s.disk_entries.swap(0, Ordering::Relaxed);
-        s.migrated.fetch_add(disk, Ordering::Relaxed);
-    }
 }
 
 async fn drain(
