@@ -447,10 +447,15 @@ impl RestServer {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
+        let mut headers = parts.headers;
+        // The bearer token is a credential: `Debug` of the request must not show it.
+        if let Some(v) = headers.get_mut(http::header::AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
         let request = RestRequest {
             method,
             query,
-            headers: parts.headers,
+            headers,
             body: RequestStream { body },
         };
         match handler.call(request).await {

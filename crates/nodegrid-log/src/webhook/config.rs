@@ -62,8 +62,25 @@ impl RetryBackoff {
     }
 }
 
-/// Validated configuration of one webhook target.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What `Debug` shows in place of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// `url` with any `user:password@` part replaced, for error texts and debug output.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}{REDACTED}@{}", &url[..start], &url[start + at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Validated configuration of one webhook target. `Debug` never shows the auth token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub(crate) key: String,
     pub(crate) endpoint: http::Uri,
@@ -183,9 +200,44 @@ impl WebhookConfig {
     }
 }
 
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("key", &self.key)
+            .field("endpoint", &self.endpoint_text)
+            .field("auth_token", &secret(&self.auth_token))
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("ca_cert", &self.ca_cert)
+            .field("queue_size", &self.queue_size)
+            .field("batch_size", &self.batch_size)
+            .field("queue_dir", &self.queue_dir)
+            .field("queue_dir_max_bytes", &self.queue_dir_max_bytes)
+            .field("max_retry", &self.max_retry)
+            .field("retry_interval", &self.retry_interval)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("http_timeout", &self.http_timeout)
+            .field("flush_interval", &self.flush_interval)
+            .field("cert_reload_interval", &self.cert_reload_interval)
+            .field("replay_interval", &self.replay_interval)
+            .field("ndjson_content_type", &self.ndjson_content_type)
+            .field("comment", &self.comment)
+            .finish()
+    }
+}
+
+/// How `Debug` shows a secret: whether it is set, never its value.
+fn secret(s: &str) -> &'static str {
+    if s.is_empty() {
+        ""
+    } else {
+        REDACTED
+    }
+}
+
 /// Builder of a [`WebhookConfig`]. Setters take values as given; [`build`](Self::build)
-/// validates all of them and names the offending key.
-#[derive(Clone, Debug)]
+/// validates all of them and names the offending key. `Debug` never shows the auth token.
+#[derive(Clone)]
 pub struct WebhookConfigBuilder {
     key: String,
     endpoint: String,
@@ -207,6 +259,18 @@ pub struct WebhookConfigBuilder {
     ndjson_content_type: bool,
     comment: String,
     key_prefix: String,
+}
+
+impl std::fmt::Debug for WebhookConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfigBuilder")
+            .field("key", &self.key)
+            .field("endpoint", &redact_userinfo(&self.endpoint))
+            .field("auth_token", &secret(&self.auth_token))
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookConfigBuilder {
@@ -348,21 +412,35 @@ impl WebhookConfigBuilder {
         if self.key.is_empty() {
             return Err(ConfigError::new("name", "target name is empty"));
         }
+        // Error texts never echo a `user:password@` part of the URL.
+        let shown = redact_userinfo(&self.endpoint);
         let endpoint: http::Uri = self
             .endpoint
             .parse()
-            .map_err(|e| err("endpoint", format!("`{}` is not a URL: {e}", self.endpoint)))?;
+            .map_err(|e| err("endpoint", format!("`{shown}` is not a URL: {e}")))?;
         match endpoint.scheme_str() {
             Some("http") | Some("https") => {}
             _ => {
                 return Err(err(
                     "endpoint",
-                    format!("`{}` must be an http:// or https:// URL", self.endpoint),
+                    format!("`{shown}` must be an http:// or https:// URL"),
                 ))
             }
         }
         if endpoint.host().map(str::is_empty).unwrap_or(true) {
-            return Err(err("endpoint", format!("`{}` has no host", self.endpoint)));
+            return Err(err("endpoint", format!("`{shown}` has no host")));
+        }
+        if endpoint
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+        {
+            return Err(err(
+                "endpoint",
+                format!(
+                    "`{shown}`: credentials in the URL are not supported; use auth_token (sent \
+                     as the Authorization header)"
+                ),
+            ));
         }
         match (&self.client_cert, &self.client_key) {
             (Some(_), None) => {
@@ -496,6 +574,25 @@ mod tests {
                 "{retry}: {w:?}"
             );
         }
+    }
+
+    #[test]
+    fn userinfo_is_refused_and_never_echoed() {
+        assert_eq!(
+            redact_userinfo("https://u:p4ss@h:1/x?q"),
+            "https://<redacted>@h:1/x?q"
+        );
+        assert_eq!(redact_userinfo("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_userinfo("no url"), "no url");
+        let e = WebhookConfig::builder("_", "https://user:p4ss@h/")
+            .build()
+            .expect_err("userinfo");
+        assert_eq!(e.key, "endpoint");
+        assert!(!format!("{e} {e:?}").contains("p4ss"), "{e}");
+        let e = WebhookConfig::builder("_", "ftp://user:p4ss@h/")
+            .build()
+            .expect_err("scheme");
+        assert!(!format!("{e} {e:?}").contains("p4ss"), "{e}");
     }
 
     #[test]
