@@ -313,14 +313,6 @@ fn target_from_vars(
             ))
         }
     };
-    if let Some((var, v)) = get("PROXY") {
-        if !v.is_empty() {
-            return Err(ConfigError::new(
-                var,
-                "per-target proxy is not supported yet",
-            ));
-        }
-    }
     let mut b = WebhookConfig::builder(name, endpoint).env_prefix(format!("{prefix}_{subsys}_"));
     if let Some((_, v)) = get("AUTH_TOKEN") {
         b = b.auth_token(v);
@@ -333,6 +325,9 @@ fn target_from_vars(
     b = b.client_cert_opt(path("CLIENT_CERT"), path("CLIENT_KEY"));
     if let Some(ca) = path("CA_CERT") {
         b = b.ca_cert(ca);
+    }
+    if let Some((_, v)) = get("PROXY").filter(|(_, v)| !v.is_empty()) {
+        b = b.proxy(v);
     }
     if let Some(dir) = path("QUEUE_DIR") {
         b = b.queue_dir(dir);

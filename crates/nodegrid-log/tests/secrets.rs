@@ -33,6 +33,16 @@ async fn no_secret_in_debug_display_reports_or_errors() {
     let cfg = b.build().expect("cfg");
     hidden("WebhookConfig Debug", &format!("{cfg:?}"));
     hidden("WebhookConfig::redacted", &cfg.redacted());
+    let with_proxy = WebhookConfig::builder("p", "http://127.0.0.1:9/")
+        .proxy(format!("http://user:{SECRET}@127.0.0.1:3128"));
+    hidden("builder Debug (proxy)", &format!("{with_proxy:?}"));
+    let with_proxy = with_proxy.build().expect("cfg");
+    hidden("WebhookConfig Debug (proxy)", &format!("{with_proxy:?}"));
+    let e = WebhookConfig::builder("p", "http://127.0.0.1:9/")
+        .proxy(format!("https://user:{SECRET}@127.0.0.1:3128"))
+        .build()
+        .expect_err("https proxy");
+    hidden("proxy ConfigError", &format!("{e} {e:?}"));
     assert!(format!("{cfg:?}").contains("auth_token: \"<redacted>\""));
 
     let vars = |extra: (&str, &str)| {

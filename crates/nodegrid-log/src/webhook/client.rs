@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::certs::CertResolver;
+use super::proxy::Proxy;
 
 /// TCP connect deadline (Ref: 5 s dial timeout).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,13 +104,17 @@ pub(crate) struct Endpoint {
     port: u16,
     authority: HeaderValue,
     path: http::Uri,
+    /// The request target through an HTTP proxy (absolute form).
+    absolute: http::Uri,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    proxy: Option<Proxy>,
 }
 
 impl Endpoint {
     pub(crate) fn new(
         uri: &http::Uri,
         tls: Option<Arc<rustls::ClientConfig>>,
+        proxy: Option<Proxy>,
     ) -> Result<Self, String> {
         let host = uri.host().ok_or("endpoint has no host")?;
         let https = uri.scheme_str() == Some("https");
@@ -122,6 +127,14 @@ impl Endpoint {
             .unwrap_or("/")
             .parse()
             .map_err(|e| format!("endpoint path: {e}"))?;
+        let absolute: http::Uri = format!(
+            "{}://{}{}",
+            if https { "https" } else { "http" },
+            authority.to_str().unwrap_or_default(),
+            path
+        )
+        .parse()
+        .map_err(|e| format!("endpoint: {e}"))?;
         let host_plain = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -139,7 +152,9 @@ impl Endpoint {
             port,
             authority,
             path,
+            absolute,
             tls,
+            proxy,
         })
     }
 }
@@ -164,11 +179,32 @@ impl Conn {
 
     async fn dial(&mut self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
         let net = |e: String| AttemptError::Network(e);
-        let addr = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
+        let ep = &self.endpoint;
+        let tcp = match &ep.proxy {
+            None => tokio::time::timeout(
+                DIAL_TIMEOUT,
+                TcpStream::connect((ep.host.as_str(), ep.port)),
+            )
             .await
             .map_err(|_| net("dial timeout".into()))?
-            .map_err(|e| net(format!("connect: {e}")))?;
+            .map_err(|e| net(format!("connect: {e}")))?,
+            Some(p) => {
+                let dial = async {
+                    let mut tcp = p
+                        .connect()
+                        .await
+                        .map_err(|e| format!("connect to proxy: {e}"))?;
+                    if ep.tls.is_some() {
+                        p.tunnel(&mut tcp, &ep.host, ep.port).await?;
+                    }
+                    Ok::<_, String>(tcp)
+                };
+                tokio::time::timeout(DIAL_TIMEOUT, dial)
+                    .await
+                    .map_err(|_| net("proxy dial timeout".into()))?
+                    .map_err(net)?
+            }
+        };
         let _ = tcp.set_nodelay(true);
         match &self.endpoint.tls {
             None => {
@@ -219,9 +255,22 @@ impl Conn {
         }
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = self.endpoint.path.clone();
+        let proxy_auth = match (&self.endpoint.proxy, &self.endpoint.tls) {
+            // Plain HTTP through a proxy: the request goes to the proxy in absolute form.
+            (Some(p), None) => {
+                *req.uri_mut() = self.endpoint.absolute.clone();
+                p.auth()
+            }
+            _ => {
+                *req.uri_mut() = self.endpoint.path.clone();
+                None
+            }
+        };
         let h = req.headers_mut();
         h.insert(http::header::HOST, self.endpoint.authority.clone());
+        if let Some(a) = proxy_auth {
+            h.insert(http::header::PROXY_AUTHORIZATION, a.clone());
+        }
         for (k, v) in headers {
             h.insert(k.clone(), v.clone());
         }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::proxy::Proxy;
 use crate::error::ConfigError;
 
 /// Default in-memory queue capacity (entries); also the disk-queue file limit.
@@ -62,6 +63,18 @@ impl RetryBackoff {
     }
 }
 
+/// Which proxy a target uses (LOGGING.md §2.3, §2.3.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ProxySetting {
+    /// `HTTP_PROXY` / `HTTPS_PROXY` with `NO_PROXY` (the default).
+    #[default]
+    Environment,
+    /// No proxy, whatever the environment says.
+    Direct,
+    /// This proxy, for every request.
+    Url(Proxy),
+}
+
 /// What `Debug` shows in place of a secret.
 const REDACTED: &str = "<redacted>";
 
@@ -89,6 +102,7 @@ pub struct WebhookConfig {
     pub(crate) client_cert: Option<PathBuf>,
     pub(crate) client_key: Option<PathBuf>,
     pub(crate) ca_cert: Option<PathBuf>,
+    pub(crate) proxy: ProxySetting,
     pub(crate) queue_size: usize,
     pub(crate) batch_size: usize,
     pub(crate) queue_dir: Option<PathBuf>,
@@ -115,6 +129,8 @@ impl WebhookConfig {
             client_cert: None,
             client_key: None,
             ca_cert: None,
+            proxy: None,
+            no_proxy: false,
             queue_size: DEFAULT_QUEUE_SIZE,
             batch_size: DEFAULT_BATCH_SIZE,
             queue_dir: None,
@@ -209,6 +225,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
             .field("ca_cert", &self.ca_cert)
+            .field("proxy", &self.proxy)
             .field("queue_size", &self.queue_size)
             .field("batch_size", &self.batch_size)
             .field("queue_dir", &self.queue_dir)
@@ -245,6 +262,8 @@ pub struct WebhookConfigBuilder {
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
+    proxy: Option<String>,
+    no_proxy: bool,
     queue_size: usize,
     batch_size: usize,
     queue_dir: Option<PathBuf>,
@@ -269,6 +288,7 @@ impl std::fmt::Debug for WebhookConfigBuilder {
             .field("auth_token", &secret(&self.auth_token))
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
+            .field("proxy", &self.proxy.as_deref().map(redact_userinfo))
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +316,23 @@ impl WebhookConfigBuilder {
     /// Extra PEM CA file trusted for `https` endpoints (in addition to the system roots).
     pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Sends every request through this HTTP proxy, `http://[user:password@]host[:port]`
+    /// (LOGGING.md's `proxy` key): `http://` endpoints in absolute form, `https://` endpoints
+    /// through a `CONNECT` tunnel. Without it the standard `HTTP_PROXY` / `HTTPS_PROXY` /
+    /// `NO_PROXY` environment variables apply (not for loopback endpoints).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self.no_proxy = false;
+        self
+    }
+
+    /// Never uses a proxy, whatever the environment says.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = None;
+        self.no_proxy = true;
         self
     }
 
@@ -457,6 +494,11 @@ impl WebhookConfigBuilder {
             }
             _ => {}
         }
+        let proxy = match (&self.proxy, self.no_proxy) {
+            (Some(url), _) => ProxySetting::Url(Proxy::parse(url).map_err(|e| err("proxy", e))?),
+            (None, true) => ProxySetting::Direct,
+            (None, false) => ProxySetting::Environment,
+        };
         if self.queue_size == 0 {
             return Err(err("queue_size", "must be > 0".into()));
         }
@@ -500,6 +542,7 @@ impl WebhookConfigBuilder {
             client_cert: self.client_cert,
             client_key: self.client_key,
             ca_cert: self.ca_cert,
+            proxy,
             queue_size: self.queue_size,
             batch_size: self.batch_size,
             queue_dir: self.queue_dir,

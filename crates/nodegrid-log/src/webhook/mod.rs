@@ -19,6 +19,7 @@
 mod certs;
 mod client;
 mod config;
+mod proxy;
 mod replay;
 mod state;
 mod store;
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
+use config::ProxySetting;
 pub use config::{RetryBackoff, WebhookConfig, WebhookConfigBuilder};
 
 use crate::console::ConsoleTarget;
@@ -110,7 +112,21 @@ impl WebhookTarget {
         } else {
             None
         };
-        let endpoint = Endpoint::new(&cfg.endpoint, tls).map_err(start_err)?;
+        let proxy = match &cfg.proxy {
+            ProxySetting::Url(p) => Some(p.clone()),
+            ProxySetting::Direct => None,
+            ProxySetting::Environment => {
+                let https = cfg.endpoint.scheme_str() == Some("https");
+                let host = cfg.endpoint.host().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let port = cfg
+                    .endpoint
+                    .port_u16()
+                    .unwrap_or(if https { 443 } else { 80 });
+                proxy::from_env(https, host, port, |k| std::env::var(k).ok()).map_err(start_err)?
+            }
+        };
+        let endpoint = Endpoint::new(&cfg.endpoint, tls, proxy).map_err(start_err)?;
         let headers = state::build_headers(&cfg, identity).map_err(start_err)?;
         let (tx, rx) = mpsc::channel(cfg.queue_size);
         let (control, _) = watch::channel(Control::Run);
