@@ -101,8 +101,9 @@ impl Registry {
     }
 
     /// Starts (once) a background task that every `every` reports, per target, how many
-    /// entries were lost (`dropped + failed`) since the previous report, if any (LOGGING.md
-    /// §4.1: de-duplicated reports plus a periodic "N dropped" summary). System targets are
+    /// entries were lost (`dropped + failed`) since the previous report, if any, and how many
+    /// entries console-log subscribers missed (LOGGING.md §4.1, §4.3: de-duplicated reports
+    /// plus a periodic "N dropped" summary). System targets are
     /// reported to the console, audit targets to the system log. The task ends when the
     /// registry is dropped. [`Registry::from_config`] starts it with a 60 s interval.
     pub fn start_drop_summary(self: &Arc<Self>, every: Duration) {
@@ -116,6 +117,7 @@ impl Registry {
         let weak = Arc::downgrade(self);
         handle.spawn(internal(async move {
             let mut last: BTreeMap<String, u64> = BTreeMap::new();
+            let mut last_missed = 0u64;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -124,6 +126,14 @@ impl Registry {
                 let Some(reg) = weak.upgrade() else {
                     return;
                 };
+                let missed = reg.console.subscriber_misses();
+                if missed > last_missed {
+                    reg.console.report_now(&format!(
+                        "console: log subscribers missed {} entries in the last {every:?} ({missed} in total)",
+                        missed - last_missed
+                    ));
+                    last_missed = missed;
+                }
                 for (stream, list) in [
                     (Stream::Logger, reg.system.load_full()),
                     (Stream::Audit, reg.audit.load_full()),

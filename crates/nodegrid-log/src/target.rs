@@ -89,6 +89,8 @@ pub(crate) enum Failure {
     Dropped,
     /// Entries were left over at shutdown.
     Shutdown,
+    /// A console-log subscriber missed entries.
+    Missed,
 }
 
 impl Failure {
@@ -106,6 +108,7 @@ impl Failure {
             Failure::Certificate => "certificate",
             Failure::Dropped => "dropped",
             Failure::Shutdown => "shutdown",
+            Failure::Missed => "missed",
         }
     }
 }

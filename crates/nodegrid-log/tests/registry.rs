@@ -579,3 +579,39 @@ async fn replacing_a_target_does_not_wait_for_its_attempt_in_flight() {
     );
     let _ = reg.shutdown(Duration::from_secs(2)).await;
 }
+
+/// A console-log subscriber that does not keep up: reported once at its first miss, and its
+/// misses summarised periodically (LOGGING.md §4.3). Before: counted, never reported.
+#[tokio::test]
+async fn subscriber_misses_are_reported_and_summarised() {
+    quiet();
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let sub = reg
+        .console()
+        .subscribe(nodegrid_log::KindMask::ALL, 0)
+        .expect("subscribe");
+    reg.start_drop_summary(Duration::from_millis(100));
+    for i in 0..(nodegrid_log::SUBSCRIBER_CHANNEL + 5) {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Info);
+        e.message = format!("entry {i}");
+        reg.log(e);
+    }
+    assert!(
+        sub.missed() >= 6,
+        "5 entries and the report: {}",
+        sub.missed()
+    );
+    eventually("summary", || {
+        cap.contents().contains("console: log subscribers missed ")
+    })
+    .await;
+    let text = cap.contents();
+    assert_eq!(text.matches("does not keep up").count(), 1);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("console: log subscribers missed "))
+        .unwrap_or_default();
+    assert!(summary.contains("in total"), "{summary}");
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}

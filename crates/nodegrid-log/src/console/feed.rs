@@ -18,6 +18,8 @@ pub const SUBSCRIBER_CHANNEL: usize = 10_000;
 #[derive(Default)]
 pub(crate) struct Feed {
     state: Mutex<FeedState>,
+    /// Entries missed by all subscribers so far.
+    missed_total: AtomicU64,
 }
 
 #[derive(Default)]
@@ -130,7 +132,11 @@ impl Feed {
         })
     }
 
-    pub(crate) fn publish(&self, e: &Arc<LogEntry>) {
+    /// Hands `e` to the ring and to every subscriber that wants its kind. Returns the ids of
+    /// subscribers that missed an entry for the first time (to be reported once each, after
+    /// the feed's lock is released); usually empty, which allocates nothing.
+    pub(crate) fn publish(&self, e: &Arc<LogEntry>) -> Vec<u64> {
+        let mut first_misses = Vec::new();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.ring.len() == CONSOLE_RING_SIZE {
             st.ring.pop_front();
@@ -138,9 +144,18 @@ impl Feed {
         st.ring.push_back(e.clone());
         for s in &st.subs {
             if s.kinds.contains(e.level) && s.tx.try_send(e.clone()).is_err() {
-                s.missed.fetch_add(1, Ordering::Relaxed);
+                self.missed_total.fetch_add(1, Ordering::Relaxed);
+                if s.missed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    first_misses.push(s.id);
+                }
             }
         }
+        first_misses
+    }
+
+    /// Entries missed by all subscribers so far.
+    pub(crate) fn missed_total(&self) -> u64 {
+        self.missed_total.load(Ordering::Relaxed)
     }
 }
 
@@ -196,12 +211,31 @@ mod tests {
     }
 
     #[test]
-    fn slow_subscriber_misses_are_counted() {
-        let (c, _cap) = ConsoleTarget::capture(ConsoleMode::Quiet);
+    fn slow_subscriber_misses_are_counted_and_reported_once() {
+        let (c, cap) = ConsoleTarget::capture(ConsoleMode::Quiet);
         let s = c.subscribe(KindMask::ALL, 0).expect("subscribe");
+        let errors_only = c
+            .subscribe(KindMask::of(&[Kind::Error]), 0)
+            .expect("subscribe");
         for _ in 0..(SUBSCRIBER_CHANNEL + 7) {
             c.write_entry(&entry(Kind::Info, "x"));
         }
-        assert_eq!(s.missed(), 7);
+        // 7 entries, and the report about them, which it missed too. Before: the 7 misses
+        // were counted and never reported.
+        assert_eq!(s.missed(), 8);
+        assert_eq!(errors_only.missed(), 0, "the report fits its channel");
+        assert_eq!(c.subscriber_misses(), 8);
+        for _ in 0..100 {
+            c.write_entry(&entry(Kind::Info, "x"));
+        }
+        assert_eq!(s.missed(), 108);
+        let text = cap.contents();
+        assert_eq!(
+            text.matches("console log subscriber 1 does not keep up")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("does not keep up").count(), 1, "{text}");
     }
 }

@@ -173,8 +173,28 @@ impl ConsoleTarget {
     }
 
     fn publish_and_write(&self, e: &Arc<LogEntry>) {
-        self.feed.publish(e);
+        let first_misses = self.feed.publish(e);
         self.write_only(e);
+        // LOGGING.md §4.3: a subscriber that misses entries is reported, once per subscriber
+        // (the count is in `ConsoleSubscription::missed` and in the periodic summary). The
+        // report is published too; the subscriber misses it as well, which is counted but
+        // reported no more, so this ends here.
+        for id in first_misses {
+            self.report(
+                &format!("console-subscriber-{id}"),
+                Failure::Missed,
+                &format!(
+                    "console log subscriber {id} does not keep up: entries are missed \
+                     (counted per subscriber, summarised periodically)"
+                ),
+            );
+        }
+    }
+
+    /// Entries that console-log subscribers missed because they did not keep up, all
+    /// subscribers together, since start.
+    pub fn subscriber_misses(&self) -> u64 {
+        self.feed.missed_total()
     }
 
     fn write_only(&self, e: &LogEntry) {
