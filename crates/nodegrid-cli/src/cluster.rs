@@ -126,8 +126,28 @@ pub fn serve_node(
     Ok(nodegrid_rest::serve(
         listener,
         app,
-        tls.map(|t| t.server_config()),
+        tls.map(reloading_server_config),
     )?)
+}
+
+/// The server configuration in force, but with a certificate resolver that asks `tls` for its
+/// current certificate at each handshake, so new connections see a reloaded certificate
+/// (SIGHUP). Other settings, the client-certificate verifier among them, stay as they were at
+/// start. Temporary: the node's accept path will take the reloadable `TlsConfig` itself.
+fn reloading_server_config(tls: &TlsConfig) -> std::sync::Arc<rustls::ServerConfig> {
+    #[derive(Debug)]
+    struct Current(TlsConfig);
+    impl rustls::server::ResolvesServerCert for Current {
+        fn resolve(
+            &self,
+            hello: rustls::server::ClientHello<'_>,
+        ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+            self.0.server_config().cert_resolver.resolve(hello)
+        }
+    }
+    let mut cfg = (*tls.server_config()).clone();
+    cfg.cert_resolver = std::sync::Arc::new(Current(tls.clone()));
+    std::sync::Arc::new(cfg)
 }
 
 /// A REST client for every peer of `m`, keyed by host string.

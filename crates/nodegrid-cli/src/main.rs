@@ -28,6 +28,14 @@ enum Command {
     /// Benchmark the grid on an in-process cluster (default) or against running nodes.
     Bench(bench::BenchArgs),
     /// Run one node of a cluster.
+    #[command(
+        after_help = "Signals: SIGINT / SIGTERM stop the node gracefully (calls end, queued log and \
+                      audit entries are flushed). SIGHUP reloads the TLS certificate files and the \
+                      webhooks' client certificates without a restart; a file that cannot be \
+                      loaded is reported and the certificate in use stays.\n\nLog and audit \
+                      webhooks: NODEGRID_LOGGER_WEBHOOK_* / NODEGRID_AUDIT_WEBHOOK_* environment \
+                      variables (see crates/nodegrid-log/README.md)."
+    )]
     Node(node::NodeArgs),
     /// Decode a grid message (or a WebSocket frame carrying one) and print its fields.
     Inspect(inspect::InspectArgs),

@@ -67,7 +67,7 @@ pub use error::{ConfigError, Error};
 pub use identity::Identity;
 pub use internal::{internal, Internal, INTERNAL_TARGET};
 pub use layer::LogLayer;
-pub use registry::{AuditLog, Registry, DROP_SUMMARY_INTERVAL};
+pub use registry::{AuditLog, CertReload, Registry, DROP_SUMMARY_INTERVAL};
 pub use req_info::ReqInfo;
 pub use target::{ShutdownReport, Stream, TargetKind, TargetStats};
 pub use webhook::{RetryBackoff, WebhookConfig, WebhookConfigBuilder};

@@ -327,22 +327,23 @@ impl Registry {
     }
 
     /// Reloads the client certificate of every webhook that has one (call it on SIGHUP).
-    /// Returns the errors (also reported to the console); targets that failed keep their
-    /// previous certificate.
-    pub fn reload_client_certs(&self) -> Vec<Error> {
-        let mut errors = Vec::new();
+    /// Targets that fail keep their previous certificate. Nothing is printed: the caller
+    /// reports the outcome (each error names the target and the file).
+    pub fn reload_client_certs(&self) -> CertReload {
+        let mut out = CertReload::default();
         for list in [self.system.load_full(), self.audit.load_full()] {
             for t in list.iter() {
                 if let Some(w) = t.as_any().downcast_ref::<WebhookTarget>() {
                     if w.config().has_client_cert() {
-                        if let Err(e) = w.reload_client_cert() {
-                            errors.push(e);
+                        match w.reload_client_cert() {
+                            Ok(()) => out.reloaded.push(t.name().to_string()),
+                            Err(e) => out.failed.push(e),
                         }
                     }
                 }
             }
         }
-        errors
+        out
     }
 
     /// Counters of every target, keyed `sys_<name>` / `audit_<name>` (stable names rather
@@ -414,6 +415,15 @@ impl EntrySink for Registry {
     fn log(&self, entry: LogEntry) {
         Registry::log(self, entry);
     }
+}
+
+/// Outcome of [`Registry::reload_client_certs`].
+#[derive(Debug, Default)]
+pub struct CertReload {
+    /// Webhooks whose client certificate was reloaded.
+    pub reloaded: Vec<String>,
+    /// Webhooks whose reload failed (they keep their previous certificate).
+    pub failed: Vec<Error>,
 }
 
 /// The audit API handed to request handlers: `audit.log(entry)`.

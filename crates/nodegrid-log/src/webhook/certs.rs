@@ -60,15 +60,61 @@ pub(crate) fn load_key_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("client_key {}: {e}", key.display()))?;
     let provider = rustls::crypto::ring::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    // Parses the certificate and checks that it belongs to the key: a rotation caught half
+    // way (new certificate, old key) or a damaged file fails here, not at every handshake.
+    CertifiedKey::from_der(chain, key_der, &provider)
+        .map(Arc::new)
+        .map_err(|e| {
+            format!(
+                "client_cert {} / client_key {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })
 }
 
 /// Modification stamp of a file, to notice changes.
 pub(crate) fn file_stamp(p: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("cert");
+        std::fs::write(&k, key.serialize_pem()).expect("key");
+        (c, k)
+    }
+
+    #[test]
+    fn a_pair_loads_and_a_damaged_or_mismatched_one_names_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (c1, k1) = write_pair(dir.path(), "one");
+        let (c2, _k2) = write_pair(dir.path(), "two");
+        assert!(load_key_pair(&c1, &k1).is_ok());
+        let e = load_key_pair(&c2, &k1).expect_err("certificate of another key");
+        assert!(e.contains(&c2.display().to_string()), "{e}");
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let e = load_key_pair(&broken, &k1).expect_err("not a certificate");
+        assert!(e.contains(&broken.display().to_string()), "{e}");
+        let e = load_key_pair(&dir.path().join("missing.pem"), &k1).expect_err("missing");
+        assert!(e.contains("missing.pem"), "{e}");
+    }
 }

@@ -186,10 +186,11 @@ impl WebhookTarget {
     }
 
     /// Reloads the client certificate and key from their files now (e.g. on SIGHUP). New
-    /// connections use the new pair. On error the previous pair stays in use.
+    /// connections use the new pair. On error the previous pair stays in use; the error
+    /// names the file and is not reported to the console (that is the caller's call).
     pub fn reload_client_cert(&self) -> Result<(), Error> {
         self.shared
-            .reload_cert()
+            .reload_cert(false)
             .map_err(|reason| Error::Certificate {
                 target: self.shared.name.clone(),
                 reason,
@@ -221,7 +222,7 @@ async fn cert_reloader(s: Arc<Shared>) {
         let now = (certs::file_stamp(&cert), certs::file_stamp(&key));
         if now != stamp {
             stamp = now;
-            let _ = s.reload_cert();
+            let _ = s.reload_cert(true);
         }
     }
 }

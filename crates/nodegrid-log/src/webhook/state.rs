@@ -358,12 +358,14 @@ impl Shared {
     }
 
     /// Reloads the client certificate and key from their files. On error the previous pair
-    /// stays in use and the error is reported to the console.
-    pub(super) fn reload_cert(&self) -> Result<(), String> {
+    /// stays in use; the error (which names the file) is returned, and reported to the
+    /// console when `report` is set (the background poll; an explicit reload leaves the
+    /// reporting to its caller).
+    pub(super) fn reload_cert(&self, report: bool) -> Result<(), String> {
         let (Some(r), Some(cert), Some(key)) =
             (&self.resolver, &self.cfg.client_cert, &self.cfg.client_key)
         else {
-            return Err(format!("{}: no client certificate configured", self.name));
+            return Err("no client certificate configured".to_string());
         };
         match certs::load_key_pair(cert, key) {
             Ok(k) => {
@@ -371,9 +373,17 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
-                let msg = format!("{}: cannot reload client certificate: {e}", self.name);
-                self.report(Failure::Certificate, &msg);
-                Err(msg)
+                if report {
+                    self.report(
+                        Failure::Certificate,
+                        &format!(
+                            "{}: cannot reload the client certificate, the previous one stays \
+                             in use: {e}",
+                            self.name
+                        ),
+                    );
+                }
+                Err(e)
             }
         }
     }
