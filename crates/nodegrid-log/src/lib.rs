@@ -30,11 +30,40 @@
 //! eprintln!("undelivered: {} dropped, {} persisted", report.dropped, report.persisted);
 //! # Ok(()) }
 //! ```
+//!
+//! The public surface is what users configure and observe. The targets themselves are not
+//! handed out (nobody but the registry cancels or replaces them), and the internals are not
+//! importable:
+//!
+//! ```compile_fail
+//! # fn f(registry: std::sync::Arc<nodegrid_log::Registry>) {
+//! let targets = registry.system_targets(); // not public
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! use nodegrid_log::webhook::WebhookTarget; // private module
+//! ```
+//!
+//! ```compile_fail
+//! use nodegrid_log::Target; // the target contract is internal
+//! ```
 #![warn(missing_docs)]
 
-// Modules, lowest layer first: each imports only from modules listed above it (and from its
-// own children). `entry` and `req_info` are public for their data types and functions; the
-// rest is re-exported below as far as users configure and observe it.
+// Layers, lowest first; a module imports only from layers below it, never from above (the
+// layer owns a trait where a lower one must call up, e.g. `layer::EntrySink`):
+//   error, entry, identity, internal, logonce
+//   req_info, anonymize, calls            (entry / logonce)
+//   target                                (entry)
+//   console/{render, feed, mod}           (entry, logonce, target)
+//   webhook/{config, store, certs, proxy} (error)
+//     -> client -> state -> worker, replay -> webhook/mod   (console, entry, target, ...)
+//   layer                                 (entry, internal, req_info)
+//   config                                (console, identity, webhook::config)
+//   registry                              (all of the above)
+//   test_support                          (registry, webhook, target; tests only)
+// `entry` and `req_info` are public for their data types and functions; the rest is private
+// and re-exported below as far as users configure and observe it.
 mod anonymize;
 mod calls;
 mod config;
