@@ -52,11 +52,11 @@
 
 // Layers, lowest first; a module imports only from layers below it, never from above (the
 // layer owns a trait where a lower one must call up, e.g. `layer::EntrySink`):
-//   error, entry, identity, internal, logonce
+//   error, entry/{log, audit, record}, identity, internal, logonce
 //   req_info, anonymize, calls            (entry / logonce)
 //   target                                (entry)
 //   console/{render, feed, mod}           (entry, logonce, target)
-//   webhook/{config, store, certs, proxy} (error)
+//   webhook/{backoff, proxy, config, store, certs} (error)
 //     -> client -> state -> worker, replay -> webhook/mod   (console, entry, target, ...)
 //   layer                                 (entry, internal, req_info)
 //   config                                (console, identity, webhook::config)

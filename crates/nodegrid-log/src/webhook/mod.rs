@@ -16,6 +16,7 @@
 //! replay task POSTs stored files oldest first and deletes them on 2xx; stored files survive
 //! restarts and are adopted by the next target of the same name.
 
+mod backoff;
 mod certs;
 mod client;
 mod config;
@@ -32,8 +33,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
+pub use backoff::RetryBackoff;
 use config::ProxySetting;
-pub use config::{RetryBackoff, WebhookConfig, WebhookConfigBuilder};
+pub use config::{WebhookConfig, WebhookConfigBuilder};
 
 use crate::console::ConsoleTarget;
 use crate::entry::Record;
