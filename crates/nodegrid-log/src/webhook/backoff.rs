@@ -11,7 +11,7 @@ pub enum RetryBackoff {
     /// Always `retry_interval` (the reference's behaviour; default).
     #[default]
     Fixed,
-    /// `retry_interval × 2^retry`, capped at [`MAX_BACKOFF`] (or `retry_interval` if larger),
+    /// `retry_interval × 2^retry`, capped at 30 s (or `retry_interval` if larger),
     /// with full jitter.
     Exponential,
 }
