@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Credentials and TLS options shared by `node` and `bench --local`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Credentials and TLS options shared by `node` and `bench --local`. `Debug` shows whether a
+/// secret is set, never its value.
+#[derive(Clone, Default, clap::Args)]
 pub struct Credentials {
     /// Access key of the MinIO-compatible JWT provider.
     #[arg(long, env = "NODEGRID_ACCESS_KEY")]
@@ -34,6 +35,21 @@ pub struct Credentials {
     /// Route path of the grid endpoint.
     #[arg(long, default_value = nodegrid::DEFAULT_ROUTE)]
     pub route: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &secret(&self.secret_key))
+            .field("auth_token", &secret(&self.auth_token))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_ca", &self.tls_ca)
+            .field("route", &self.route)
+            .finish()
+    }
 }
 
 impl Credentials {

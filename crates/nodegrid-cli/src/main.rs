@@ -28,6 +28,14 @@ enum Command {
     /// Benchmark the grid on an in-process cluster (default) or against running nodes.
     Bench(bench::BenchArgs),
     /// Run one node of a cluster.
+    #[command(
+        after_help = "Signals: SIGINT / SIGTERM stop the node gracefully (calls end, queued log and \
+                      audit entries are flushed). SIGHUP reloads the TLS certificate files and the \
+                      webhooks' client certificates without a restart; a file that cannot be \
+                      loaded is reported and the certificate in use stays.\n\nLog and audit \
+                      webhooks: NODEGRID_LOGGER_WEBHOOK_* / NODEGRID_AUDIT_WEBHOOK_* environment \
+                      variables (see crates/nodegrid-log/README.md)."
+    )]
     Node(node::NodeArgs),
     /// Decode a grid message (or a WebSocket frame carrying one) and print its fields.
     Inspect(inspect::InspectArgs),
@@ -74,6 +82,49 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Here, at the root: the options of several subcommands are checked together.
+    use clap::Parser;
+
+    const SECRET: &str = "s3cr3t-cli-value-0b7e";
+
+    /// `Debug` of the parsed options never shows `--secret-key` or `--auth-token`.
+    #[test]
+    fn debug_of_the_options_hides_secrets() {
+        #[derive(clap::Parser, Debug)]
+        struct Node {
+            #[command(flatten)]
+            args: crate::node::NodeArgs,
+        }
+        #[derive(clap::Parser, Debug)]
+        struct Bench {
+            #[command(flatten)]
+            args: crate::bench::BenchArgs,
+        }
+        let common = [
+            "--local",
+            "http://127.0.0.1:9000",
+            "--hosts",
+            "http://127.0.0.1:9000",
+        ];
+        for creds in [
+            vec!["--access-key", "ak", "--secret-key", SECRET],
+            vec!["--auth-token", SECRET],
+        ] {
+            let n = Node::try_parse_from(["node"].iter().chain(&common).chain(&creds).copied())
+                .expect("node args");
+            let text = format!("{n:?} {:?} {:#?}", n.args.creds, n.args);
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+            let b =
+                Bench::try_parse_from(["bench"].iter().chain(&creds).copied()).expect("bench args");
+            let text = format!("{b:?}");
+            assert!(!text.contains(SECRET), "{text}");
         }
     }
 }

@@ -1,11 +1,17 @@
 //! `nodegrid node`: one node as its own process. It serves the grid and the REST methods on one
 //! port, the built-in handlers, and its log and audit trail through `nodegrid-log` (configured
 //! from `NODEGRID_*` environment variables, LOGGING.md §5).
+//!
+//! Signals: SIGTERM and SIGINT stop the node (it ends every call, then flushes queued log and
+//! audit entries). SIGHUP reloads certificates without a restart: the node's TLS files and the
+//! webhooks' client certificates; a file that cannot be loaded is reported (WARN, naming the
+//! file) and the certificate in use stays.
 
 use crate::builtin;
 use crate::cluster::{listen_addr, rest_clients, serve_node, Credentials};
 use anyhow::{Context, Result};
 use nodegrid::observe::{CallKind, CallOutcome, CallRecord};
+use nodegrid::transport::TlsConfig;
 use nodegrid::Manager;
 use nodegrid_log::{
     AuditEntry, CallResult, ConsoleMode, ConsoleTarget, GridCall, LoggingConfig, Registry,
@@ -29,9 +35,18 @@ pub struct NodeArgs {
     /// Address to listen on (default: the local host string's host:port).
     #[arg(long)]
     pub listen: Option<String>,
-    /// Log as JSON lines.
+    /// Log as JSON lines (implies --quiet).
     #[arg(long)]
     pub log_json: bool,
+    /// Hide INFO lines on the console; warnings, errors and events still show, and log
+    /// webhooks still get everything.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Anonymous mode for the server log (console and log webhooks): bucket, object and remote
+    /// host become stable hashes, error messages are cut to the error's type, error fields are
+    /// dropped.
+    #[arg(long)]
+    pub anonymous: bool,
     /// Print the per-peer statistics (grid and REST) as JSON every SECS seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     pub stats_interval: u64,
@@ -64,15 +79,18 @@ fn audit_record(r: &CallRecord<'_>) -> AuditEntry {
     })
 }
 
-/// Sets up logging: the console (text, or JSON with `--log-json`) and any logger or audit
-/// webhooks configured in the environment.
-pub fn init_logging(json: bool) -> Result<Arc<Registry>> {
+/// Sets up logging: the console (text, quiet text, or JSON) and any logger or audit webhooks
+/// configured in the environment.
+pub fn init_logging(args: &NodeArgs) -> Result<Arc<Registry>> {
     let mut cfg = LoggingConfig::from_env().context("logging configuration")?;
-    if json {
+    if args.log_json {
         cfg.console_mode = ConsoleMode::Json;
+    } else if args.quiet {
+        cfg.console_mode = ConsoleMode::Quiet;
     }
     let registry = Registry::from_config(&cfg, ConsoleTarget::stderr(cfg.console_mode))
         .context("logging configuration")?;
+    registry.set_anonymous(args.anonymous);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
@@ -127,7 +145,8 @@ fn raise_open_files_limit() {
 fn raise_open_files_limit() {}
 
 pub async fn run(args: NodeArgs) -> Result<()> {
-    let registry = init_logging(args.log_json)?;
+    let mut signals = Signals::install();
+    let registry = init_logging(&args)?;
     raise_open_files_limit();
     let audit = registry.audit();
     let auth = args.creds.auth()?;
@@ -191,7 +210,9 @@ pub async fn run(args: NodeArgs) -> Result<()> {
             }
         });
     }
-    shutdown_signal().await;
+    signals
+        .wait_for_stop(tls.as_ref(), &args.creds, &registry)
+        .await;
     // Stop accepting and end every call, then flush the log and audit queues.
     tracing::info!("shutting down");
     m.shutdown();
@@ -206,24 +227,94 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// The signals the node handles, installed first thing, so that a SIGHUP can never find the
+/// default action (which ends the process) in place once the node runs.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(hup)) => Some((term, hup)),
+                _ => {
+                    // Logging is not set up yet.
+                    eprintln!(
+                        "warning: cannot install the SIGTERM / SIGHUP handlers; only Ctrl-C \
+                         stops the node"
+                    );
+                    None
+                }
+            };
+            Signals { unix }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Serves signals until SIGTERM or SIGINT: SIGHUP reloads certificates and the node goes
+    /// on.
+    async fn wait_for_stop(
+        &mut self,
+        tls: Option<&TlsConfig>,
+        creds: &Credentials,
+        registry: &Registry,
+    ) {
+        #[cfg(unix)]
+        if let Some((term, hup)) = &mut self.unix {
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = term.recv() => return,
+                    _ = hup.recv() => reload_certificates(tls, creds, registry),
+                }
+            }
+        }
+        let _ = (tls, creds, registry);
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// SIGHUP: reloads the node's TLS files and the webhooks' client certificates. New
+/// connections use the new certificates; a file that cannot be loaded is reported with its
+/// name and the certificate in use stays.
+fn reload_certificates(tls: Option<&TlsConfig>, creds: &Credentials, registry: &Registry) {
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let (cert, key, ca) = (
+        path(&creds.tls_cert),
+        path(&creds.tls_key),
+        path(&creds.tls_ca),
+    );
+    match tls.map(TlsConfig::reload) {
+        None => tracing::info!("SIGHUP: no TLS certificate configured"),
+        Some(Ok(())) => tracing::info!(cert, key, ca, "SIGHUP: reloaded the TLS certificate"),
+        Some(Err(e)) => tracing::warn!(
+            cert,
+            key,
+            ca,
+            error = %e,
+            "SIGHUP: cannot reload the TLS certificate, the current one stays in use"
+        ),
+    }
+    let webhooks = registry.reload_client_certs();
+    for name in &webhooks.reloaded {
+        tracing::info!(webhook = %name, "SIGHUP: reloaded the webhook client certificate");
+    }
+    for e in &webhooks.failed {
+        tracing::warn!(
+            error = %e,
+            "SIGHUP: cannot reload a webhook client certificate, the current one stays in use"
+        );
     }
 }

@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nodegrid_log::test_support::{Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, Target, WebhookConfig,
-    WebhookTarget,
+    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
 };
 
 #[global_allocator]

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use nodegrid_log::test_support::{Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Registry, Stream, Target,
-    WebhookConfig, WebhookTarget,
+    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Registry, Stream, WebhookConfig,
 };
 use tracing_subscriber::prelude::*;
 
@@ -56,7 +56,7 @@ fn bench_layer(c: &mut Criterion) {
             .expect("cfg")],
     )
     .expect("webhook");
-    let target = reg.system_targets()[1].clone();
+    let target = nodegrid_log::test_support::system_targets(&reg)[1].clone();
     let sub = tracing_subscriber::registry().with(reg.layer());
     tracing::subscriber::with_default(sub, || {
         // Allocations per event, measured once.

@@ -86,8 +86,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             _ = term.recv() => break,
             _ = hup.recv() => {
-                for e in registry.reload_client_certs() {
-                    eprintln!("certificate reload failed: {e}");
+                for e in registry.reload_client_certs().failed {
+                    eprintln!("certificate reload failed, the previous one stays in use: {e}");
                 }
             }
             _ = tokio::task::yield_now(), if served < calls => {

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crate::console::ConsoleMode;
 use crate::error::ConfigError;
-use crate::webhook::{Identity, WebhookConfig};
+use crate::identity::Identity;
+use crate::webhook::{RetryBackoff, WebhookConfig};
 
 /// The default environment prefix.
 pub const ENV_PREFIX: &str = "NODEGRID";
@@ -37,6 +38,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "BATCH_SIZE",
     "QUEUE_SIZE",
     "QUEUE_DIR",
+    "QUEUE_DIR_MAX_BYTES",
     "MAX_RETRY",
     "RETRY_INTERVAL",
     "RETRY_BACKOFF",
@@ -120,7 +122,7 @@ impl LoggingConfig {
 }
 
 /// Parses a boolean in any of the spellings of LOGGING.md §5.1.
-pub fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" | "t" | "enabled" | "enable" | "yes" => Ok(true),
         "off" | "false" | "0" | "f" | "disabled" | "disable" | "no" => Ok(false),
@@ -132,7 +134,7 @@ pub fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
 }
 
 /// Parses a duration in Go syntax (`500ms`, `3s`, `1m30s`, `1h`); a bare number is seconds.
-pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     let bad = || {
         ConfigError::new(
             key,
@@ -178,6 +180,32 @@ pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
         total += Duration::from_nanos(nanos as u64);
     }
     Ok(total)
+}
+
+/// Parses a size in bytes: a plain number, or a number with a unit (`KiB`, `MiB`, `GiB`,
+/// `KB`, `MB`, `GB`; case-insensitive).
+pub(crate) fn parse_size(key: &str, v: &str) -> Result<u64, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            key,
+            format!("`{v}` is not a size in bytes (e.g. 1073741824, 512MiB, 1GiB)"),
+        )
+    };
+    let s = v.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    num.checked_mul(mult).ok_or_else(bad)
 }
 
 fn parse_num<T: std::str::FromStr>(key: &str, v: &str, what: &str) -> Result<T, ConfigError> {
@@ -285,14 +313,6 @@ fn target_from_vars(
             ))
         }
     };
-    if let Some((var, v)) = get("PROXY") {
-        if !v.is_empty() {
-            return Err(ConfigError::new(
-                var,
-                "per-target proxy is not supported yet",
-            ));
-        }
-    }
     let mut b = WebhookConfig::builder(name, endpoint).env_prefix(format!("{prefix}_{subsys}_"));
     if let Some((_, v)) = get("AUTH_TOKEN") {
         b = b.auth_token(v);
@@ -306,6 +326,9 @@ fn target_from_vars(
     if let Some(ca) = path("CA_CERT") {
         b = b.ca_cert(ca);
     }
+    if let Some((_, v)) = get("PROXY").filter(|(_, v)| !v.is_empty()) {
+        b = b.proxy(v);
+    }
     if let Some(dir) = path("QUEUE_DIR") {
         b = b.queue_dir(dir);
     }
@@ -315,6 +338,9 @@ fn target_from_vars(
     if let Some((var, v)) = get("QUEUE_SIZE") {
         b = b.queue_size(parse_num(var, v, "a positive integer")?);
     }
+    if let Some((var, v)) = get("QUEUE_DIR_MAX_BYTES") {
+        b = b.queue_dir_max_bytes(parse_size(var, v)?);
+    }
     if let Some((var, v)) = get("MAX_RETRY") {
         b = b.max_retry(parse_num(var, v, "an integer ≥ 0")?);
     }
@@ -323,8 +349,8 @@ fn target_from_vars(
     }
     if let Some((var, v)) = get("RETRY_BACKOFF") {
         b = b.retry_backoff(match v.to_ascii_lowercase().as_str() {
-            "" | "fixed" => crate::webhook::RetryBackoff::Fixed,
-            "exponential" => crate::webhook::RetryBackoff::Exponential,
+            "" | "fixed" => RetryBackoff::Fixed,
+            "exponential" => RetryBackoff::Exponential,
             _ => {
                 return Err(ConfigError::new(
                     var,
@@ -454,6 +480,27 @@ mod tests {
         assert_eq!(c.audit_webhooks.len(), 1);
         assert_eq!(c.audit_webhooks[0].queue_size(), 100_000);
         assert_eq!(c.audit_webhooks[0].http_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("k", "1024").ok(), Some(1024));
+        assert_eq!(parse_size("k", "512MiB").ok(), Some(512 << 20));
+        assert_eq!(parse_size("k", "2 gib").ok(), Some(2 << 30));
+        assert_eq!(parse_size("k", "3KB").ok(), Some(3000));
+        assert!(parse_size("k", "1TiB").is_err());
+        assert!(parse_size("k", "MiB").is_err());
+        assert!(parse_size("k", "99999999999999999999GiB").is_err());
+        let c = LoggingConfig::from_vars(
+            "NODEGRID",
+            vars(&[
+                ("NODEGRID_AUDIT_WEBHOOK_ENABLE", "on"),
+                ("NODEGRID_AUDIT_WEBHOOK_ENDPOINT", "http://127.0.0.1:9/"),
+                ("NODEGRID_AUDIT_WEBHOOK_QUEUE_DIR_MAX_BYTES", "64MiB"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.audit_webhooks[0].queue_dir_max_bytes(), 64 << 20);
     }
 
     #[test]

@@ -7,17 +7,16 @@
 //!
 //! No recursion (S3): failure reports go straight to the console sink, never through
 //! `tracing`. Events emitted while a target's worker task is being polled (e.g. by hyper or
-//! rustls, or by code they call) are ignored: those tasks run inside [`internal`], which sets
-//! a thread-local flag for the duration of each poll. Events with a target starting with
-//! [`INTERNAL_TARGET`] are ignored as well.
+//! rustls, or by code they call) are ignored: those tasks run inside
+//! [`internal`](crate::internal()), which sets a thread-local flag for the duration of each
+//! poll. Events with a target starting with [`INTERNAL_TARGET`] are ignored as well.
+//!
+//! The layer sits below the registry: it hands entries to an [`EntrySink`], which the
+//! registry implements.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use time::OffsetDateTime;
 use tracing::field::{Field, Visit};
@@ -26,52 +25,27 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
 use crate::entry::{Api, Args, ErrorInfo, Kind, LogEntry};
-use crate::registry::Registry;
+use crate::internal::{in_internal, INTERNAL_TARGET};
 
-/// Events whose target starts with this are never forwarded to targets.
-pub const INTERNAL_TARGET: &str = "nodegrid_log::internal";
-
-thread_local! {
-    static IN_INTERNAL: Cell<bool> = const { Cell::new(false) };
+/// Where the layer hands its entries: the registry implements it. The layer owns this small
+/// interface so that it does not depend on the registry built over it.
+pub(crate) trait EntrySink: Send + Sync + 'static {
+    /// Deployment id put into entries that carry no request info.
+    fn deployment_id(&self) -> &str;
+    /// Sends an entry to the system list.
+    fn log(&self, entry: LogEntry);
 }
 
-/// Wraps a future so that `tracing` events emitted while it is polled are ignored by the
-/// layer. Every task the targets spawn runs inside it; a node may use it for its own
-/// logging-related tasks.
-pub fn internal<F: Future>(fut: F) -> Internal<F> {
-    Internal { fut: Box::pin(fut) }
-}
-
-/// Future returned by [`internal`].
-pub struct Internal<F> {
-    fut: Pin<Box<F>>,
-}
-
-impl<F: Future> Future for Internal<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let prev = IN_INTERNAL.with(|f| f.replace(true));
-        let r = self.fut.as_mut().poll(cx);
-        IN_INTERNAL.with(|f| f.set(prev));
-        r
-    }
-}
-
-fn in_internal() -> bool {
-    IN_INTERNAL.with(|f| f.get())
-}
-
-/// The layer. Build it with [`Registry::layer`].
+/// The layer. Build it with [`Registry::layer`](crate::Registry::layer).
 pub struct LogLayer {
-    registry: Arc<Registry>,
+    sink: Arc<dyn EntrySink>,
     min_level: Level,
 }
 
 impl LogLayer {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(sink: Arc<dyn EntrySink>) -> Self {
         LogLayer {
-            registry,
+            sink,
             min_level: Level::INFO,
         }
     }
@@ -212,7 +186,7 @@ where
             name: api_name,
             args: Args::default(),
         });
-        e.deployment_id = self.registry.identity().deployment_id.clone();
+        e.deployment_id = self.sink.deployment_id().to_string();
         // Task-local first; else the event's span scope (never `Span::current()` here: a
         // nested dispatch inside a layer callback sees no subscriber).
         let req = crate::req_info::task_current().or_else(|| {
@@ -283,6 +257,6 @@ where
                 });
             }
         }
-        self.registry.log(e);
+        self.sink.log(e);
     }
 }

@@ -1,6 +1,6 @@
 //! Server log and audit log for nodegrid (and any tokio service), on top of `tracing`.
 //!
-//! The behaviour follows `shared/LOGGING.md`. In brief:
+//! The behaviour follows LOGGING.md (`docs/LOGGING.md`). In brief:
 //!
 //! * Application code logs with `tracing` macros; the [`LogLayer`] turns each event into a
 //!   [`LogEntry`] (time taken at the call) and hands it to the **system list** of targets
@@ -30,124 +30,73 @@
 //! eprintln!("undelivered: {} dropped, {} persisted", report.dropped, report.persisted);
 //! # Ok(()) }
 //! ```
+//!
+//! The public surface is what users configure and observe. The targets themselves are not
+//! handed out (nobody but the registry cancels or replaces them), and the internals are not
+//! importable:
+//!
+//! ```compile_fail
+//! # fn f(registry: std::sync::Arc<nodegrid_log::Registry>) {
+//! let targets = registry.system_targets(); // not public
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! use nodegrid_log::webhook::WebhookTarget; // private module
+//! ```
+//!
+//! ```compile_fail
+//! use nodegrid_log::Target; // the target contract is internal
+//! ```
 #![warn(missing_docs)]
 
+// Layers, lowest first; a module imports only from layers below it, never from above (the
+// layer owns a trait where a lower one must call up, e.g. `layer::EntrySink`):
+//   error, entry/{log, audit, record}, identity, internal, logonce
+//   req_info, anonymize, calls            (entry / logonce)
+//   target                                (entry)
+//   console/{render, feed, mod}           (entry, logonce, target)
+//   webhook/{backoff, proxy, config, store, certs} (error)
+//     -> client -> state -> worker, replay -> webhook/mod   (console, entry, target, ...)
+//   layer                                 (entry, internal, req_info)
+//   config                                (console, identity, webhook::config)
+//   registry                              (all of the above)
+//   test_support                          (registry, webhook, target; tests only)
+// `entry` and `req_info` are public for their data types and functions; the rest is private
+// and re-exported below as far as users configure and observe it.
 mod anonymize;
-pub mod config;
-pub mod console;
+mod calls;
+mod config;
+mod console;
 pub mod entry;
 mod error;
-pub mod layer;
-pub mod logonce;
+mod identity;
+mod internal;
+mod layer;
+mod logonce;
 mod registry;
 pub mod req_info;
 mod target;
-pub mod testing;
-pub mod webhook;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod test_support;
+mod webhook;
 
-pub use config::LoggingConfig;
+pub use calls::{
+    event, is_ignorable, log_always_if, log_if, log_if_not, log_once_if, set_log_calls_disabled,
+    IGNORABLE_ERRORS,
+};
+pub use config::{LoggingConfig, ENV_PREFIX};
 pub use console::{
     Capture, ConsoleMode, ConsoleSubscription, ConsoleTarget, KindMask, TooManySubscribers,
+    CONSOLE_RING_SIZE, MAX_CONSOLE_SUBSCRIBERS, SUBSCRIBER_CHANNEL,
 };
 pub use entry::{AuditApi, AuditEntry, CallResult, GridCall, Kind, LogEntry, Record};
 pub use error::{ConfigError, Error};
-pub use layer::{internal, LogLayer, INTERNAL_TARGET};
-pub use registry::{AuditLog, Registry, Snapshot, DROP_SUMMARY_INTERVAL};
+pub use identity::Identity;
+pub use internal::{internal, Internal, INTERNAL_TARGET};
+pub use layer::LogLayer;
+pub use registry::{AuditLog, CertReload, Registry, DROP_SUMMARY_INTERVAL};
 pub use req_info::ReqInfo;
-pub use target::{BoxFuture, SendError, ShutdownReport, Target, TargetKind, TargetStats};
-pub use webhook::{
-    Identity, RetryBackoff, Stream, WebhookConfig, WebhookConfigBuilder, WebhookTarget,
-};
-
-use std::error::Error as StdError;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::LazyLock;
-
-static LOG_ONCE: LazyLock<logonce::LogOnce> = LazyLock::new(logonce::LogOnce::default);
-static LOG_CALLS_DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turns the `log_*` helpers of this module off (or back on) process-wide (LOGGING.md §1.7:
-/// the global switch tests use). Plain `tracing` macros are not affected.
-pub fn set_log_calls_disabled(disabled: bool) {
-    LOG_CALLS_DISABLED.store(disabled, Ordering::Relaxed);
-}
-
-/// Texts of errors that [`log_if`] and [`log_once_if`] never log: cancellation, a closed
-/// server, a missing drive (LOGGING.md §1.7 "ignorable" errors).
-pub const IGNORABLE_ERRORS: &[&str] = &[
-    "operation canceled",
-    "operation cancelled",
-    "context canceled",
-    "server closed",
-    "drive not found",
-];
-
-/// Whether `err` (or its root cause) is one of [`IGNORABLE_ERRORS`].
-pub fn is_ignorable(err: &(dyn StdError + 'static)) -> bool {
-    let outer = err.to_string().to_ascii_lowercase();
-    let root = logonce::root_text(err).to_ascii_lowercase();
-    IGNORABLE_ERRORS.iter().any(|t| outer == *t || root == *t)
-}
-
-/// Logs `err` as an ERROR event of `subsystem` unless it is ignorable (LOGGING.md §1.7
-/// `log_if`).
-pub fn log_if(subsystem: &str, err: &(dyn StdError + 'static)) {
-    if is_ignorable(err) {
-        return;
-    }
-    log_always_if(subsystem, err);
-}
-
-/// Logs `err` as an ERROR event of `subsystem`, ignorable or not (`log_always_if`).
-pub fn log_always_if(subsystem: &str, err: &(dyn StdError + 'static)) {
-    if LOG_CALLS_DISABLED.load(Ordering::Relaxed) {
-        return;
-    }
-    tracing::error!(subsystem = subsystem, error = %err);
-}
-
-/// Like [`log_if`], and also skips errors whose text equals one of `ignored` (`log_if_not`).
-pub fn log_if_not(subsystem: &str, err: &(dyn StdError + 'static), ignored: &[&str]) {
-    let text = err.to_string();
-    if ignored.iter().any(|i| *i == text) {
-        return;
-    }
-    log_if(subsystem, err);
-}
-
-/// Logs `err` once per `id` and distinct root-cause text per hour (LOGGING.md §1.8
-/// `log_once_if`); ignorable errors are skipped. Returns whether it was logged.
-pub fn log_once_if(id: &str, subsystem: &str, err: &(dyn StdError + 'static)) -> bool {
-    if is_ignorable(err) || LOG_CALLS_DISABLED.load(Ordering::Relaxed) {
-        return false;
-    }
-    let verdict = LOG_ONCE.check(id, &logonce::root_text(err));
-    for (eid, text, n) in &verdict.expired {
-        tracing::warn!(subsystem = subsystem, "{eid}: {text} (repeated {n} times)");
-    }
-    if verdict.log {
-        log_if(subsystem, err);
-    }
-    verdict.log
-}
-
-/// Logs an EVENT of `subsystem` (a noteworthy state change, LOGGING.md §1.2).
-pub fn event(subsystem: &str, message: &str) {
-    if LOG_CALLS_DISABLED.load(Ordering::Relaxed) {
-        return;
-    }
-    tracing::info!(subsystem = subsystem, kind = "event", "{message}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ignorable_errors_are_recognised() {
-        let cancelled = std::io::Error::other("operation canceled");
-        assert!(is_ignorable(&cancelled));
-        let real = std::io::Error::other("disk full");
-        assert!(!is_ignorable(&real));
-    }
-}
+pub use target::{ShutdownReport, Stream, TargetKind, TargetStats};
+pub use webhook::{RetryBackoff, WebhookConfig, WebhookConfigBuilder};

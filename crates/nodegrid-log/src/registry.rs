@@ -9,20 +9,24 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use crate::anonymize::anonymize;
 use crate::config::LoggingConfig;
 use crate::console::ConsoleTarget;
-use crate::entry::{AuditEntry, ErrorInfo, Kind, LogEntry, Record};
+use crate::entry::{Api, AuditEntry, ErrorInfo, Kind, LogEntry, Record};
 use crate::error::{ConfigError, Error};
-use crate::layer::{internal, LogLayer};
+use crate::identity::Identity;
+use crate::internal::internal;
+use crate::layer::{EntrySink, LogLayer};
 use crate::logonce::LogOnce;
-use crate::target::{ShutdownReport, Target, TargetKind, TargetStats};
-use crate::webhook::{Identity, Stream, WebhookConfig, WebhookTarget};
+use crate::target::{Failure, ShutdownReport, Stream, Target, TargetKind, TargetStats};
+use crate::webhook::{WebhookConfig, WebhookTarget};
 
 /// Interval of the periodic "entries lost" summary started by [`Registry::from_config`].
 pub const DROP_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A published, read-only target list.
-pub type Snapshot = Arc<Vec<Arc<dyn Target>>>;
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) type Snapshot = Arc<Vec<Arc<dyn Target>>>;
 
 /// The cell a list is published in.
 type ListCell = ArcSwap<Vec<Arc<dyn Target>>>;
@@ -97,8 +101,9 @@ impl Registry {
     }
 
     /// Starts (once) a background task that every `every` reports, per target, how many
-    /// entries were lost (`dropped + failed`) since the previous report, if any (LOGGING.md
-    /// §4.1: de-duplicated reports plus a periodic "N dropped" summary). System targets are
+    /// entries were lost (`dropped + failed`) since the previous report, if any, and how many
+    /// entries console-log subscribers missed (LOGGING.md §4.1, §4.3: de-duplicated reports
+    /// plus a periodic "N dropped" summary). System targets are
     /// reported to the console, audit targets to the system log. The task ends when the
     /// registry is dropped. [`Registry::from_config`] starts it with a 60 s interval.
     pub fn start_drop_summary(self: &Arc<Self>, every: Duration) {
@@ -112,6 +117,7 @@ impl Registry {
         let weak = Arc::downgrade(self);
         handle.spawn(internal(async move {
             let mut last: BTreeMap<String, u64> = BTreeMap::new();
+            let mut last_missed = 0u64;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -120,6 +126,14 @@ impl Registry {
                 let Some(reg) = weak.upgrade() else {
                     return;
                 };
+                let missed = reg.console.subscriber_misses();
+                if missed > last_missed {
+                    reg.console.report_now(&format!(
+                        "console: log subscribers missed {} entries in the last {every:?} ({missed} in total)",
+                        missed - last_missed
+                    ));
+                    last_missed = missed;
+                }
                 for (stream, list) in [
                     (Stream::Logger, reg.system.load_full()),
                     (Stream::Audit, reg.audit.load_full()),
@@ -141,7 +155,7 @@ impl Registry {
                                 Stream::Logger => reg.console.report_now(&text),
                                 Stream::Audit => {
                                     let mut le = LogEntry::new(Kind::Warning);
-                                    le.api = Some(crate::entry::Api {
+                                    le.api = Some(Api {
                                         name: "SYSTEM.audit".into(),
                                         ..Default::default()
                                     });
@@ -190,12 +204,14 @@ impl Registry {
     }
 
     /// Current system list (console first).
-    pub fn system_targets(&self) -> Snapshot {
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn system_targets(&self) -> Snapshot {
         self.system.load_full()
     }
 
     /// Current audit list.
-    pub fn audit_targets(&self) -> Snapshot {
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn audit_targets(&self) -> Snapshot {
         self.audit.load_full()
     }
 
@@ -210,13 +226,13 @@ impl Registry {
     /// only (de-duplicated per target), never to other targets.
     pub fn log(&self, mut entry: LogEntry) {
         if self.anonymous.load(std::sync::atomic::Ordering::Relaxed) {
-            crate::anonymize::anonymize(&mut entry);
+            anonymize(&mut entry);
         }
         let list = self.system.load();
         let record = Record::Log(Arc::new(entry));
         for t in list.iter() {
             if let Err(e) = t.send(record.clone()) {
-                self.console.report_once(t.name(), &e.to_string());
+                self.console.report(t.name(), e.failure(), &e.to_string());
             }
         }
     }
@@ -232,9 +248,10 @@ impl Registry {
         for t in list.iter() {
             if let Err(e) = t.send(record.clone()) {
                 let text = format!("could not queue audit entry: {e}");
-                if self.audit_once.check(t.name(), &text).log {
+                let key = format!("{}/{}", t.name(), e.failure().as_str());
+                if self.audit_once.check(&key, &text).log {
                     let mut le = LogEntry::new(Kind::Error);
-                    le.api = Some(crate::entry::Api {
+                    le.api = Some(Api {
                         name: "SYSTEM.audit".into(),
                         ..Default::default()
                     });
@@ -246,15 +263,6 @@ impl Registry {
                 }
             }
         }
-    }
-
-    /// Adds a target of another kind (e.g. a future Kafka target) to a list.
-    pub fn add_target(&self, stream: Stream, target: Arc<dyn Target>) {
-        let (list, lock) = self.list(stream);
-        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next: Vec<Arc<dyn Target>> = list.load().iter().cloned().collect();
-        next.push(target);
-        list.store(Arc::new(next));
     }
 
     /// Replaces the webhooks of one list with targets built from `configs`; other targets
@@ -270,7 +278,7 @@ impl Registry {
         for c in &configs {
             if !seen.insert(c.key().to_string()) {
                 return Err(ConfigError::new(
-                    format!("{}:{}", stream_subsys(stream), c.key()),
+                    format!("{}:{}", stream.subsys(), c.key()),
                     "target configured twice",
                 )
                 .into());
@@ -319,22 +327,23 @@ impl Registry {
     }
 
     /// Reloads the client certificate of every webhook that has one (call it on SIGHUP).
-    /// Returns the errors (also reported to the console); targets that failed keep their
-    /// previous certificate.
-    pub fn reload_client_certs(&self) -> Vec<Error> {
-        let mut errors = Vec::new();
+    /// Targets that fail keep their previous certificate. Nothing is printed: the caller
+    /// reports the outcome (each error names the target and the file).
+    pub fn reload_client_certs(&self) -> CertReload {
+        let mut out = CertReload::default();
         for list in [self.system.load_full(), self.audit.load_full()] {
             for t in list.iter() {
                 if let Some(w) = t.as_any().downcast_ref::<WebhookTarget>() {
                     if w.config().has_client_cert() {
-                        if let Err(e) = w.reload_client_cert() {
-                            errors.push(e);
+                        match w.reload_client_cert() {
+                            Ok(()) => out.reloaded.push(t.name().to_string()),
+                            Err(e) => out.failed.push(e),
                         }
                     }
                 }
             }
         }
-        errors
+        out
     }
 
     /// Counters of every target, keyed `sys_<name>` / `audit_<name>` (stable names rather
@@ -379,8 +388,9 @@ impl Registry {
             }
         }
         if report.dropped > 0 || report.persisted > 0 {
-            self.console.report_once(
-                "shutdown",
+            self.console.report(
+                "logging",
+                Failure::Shutdown,
                 &format!(
                     "logging shutdown: {} entries delivered during shutdown, {} undelivered entries persisted to the disk queue, {} undelivered entries dropped",
                     report.delivered, report.persisted, report.dropped
@@ -391,17 +401,29 @@ impl Registry {
     }
 }
 
-fn stream_subsys(s: Stream) -> &'static str {
-    match s {
-        Stream::Logger => "logger_webhook",
-        Stream::Audit => "audit_webhook",
-    }
-}
-
 fn spawn_cancel(t: Arc<dyn Target>) {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
         h.spawn(internal(async move { t.cancel().await }));
     }
+}
+
+impl EntrySink for Registry {
+    fn deployment_id(&self) -> &str {
+        &self.identity.deployment_id
+    }
+
+    fn log(&self, entry: LogEntry) {
+        Registry::log(self, entry);
+    }
+}
+
+/// Outcome of [`Registry::reload_client_certs`].
+#[derive(Debug, Default)]
+pub struct CertReload {
+    /// Webhooks whose client certificate was reloaded.
+    pub reloaded: Vec<String>,
+    /// Webhooks whose reload failed (they keep their previous certificate).
+    pub failed: Vec<Error>,
 }
 
 /// The audit API handed to request handlers: `audit.log(entry)`.

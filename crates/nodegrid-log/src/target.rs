@@ -13,6 +13,42 @@ use crate::entry::Record;
 /// A boxed future, as returned by the async parts of [`Target`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// Which list a target serves (LOGGING.md §3.1): the system list (server log) or the audit
+/// list. For webhooks it also decides the name prefix and the wording of reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Server-log webhook (`logger-<key>`), in the system list.
+    Logger,
+    /// Audit webhook (`audit-<key>`), in the audit list.
+    Audit,
+}
+
+impl Stream {
+    /// Name prefix of a webhook of this list.
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            Stream::Logger => "logger",
+            Stream::Audit => "audit",
+        }
+    }
+
+    /// Noun used in reports ("log entries", "audit entries").
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Stream::Logger => "log",
+            Stream::Audit => "audit",
+        }
+    }
+
+    /// Configuration subsystem of this list's webhooks.
+    pub(crate) fn subsys(self) -> &'static str {
+        match self {
+            Stream::Logger => "logger_webhook",
+            Stream::Audit => "audit_webhook",
+        }
+    }
+}
+
 /// Kind of a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +59,58 @@ pub enum TargetKind {
     Http,
     /// Kafka (reserved; not implemented yet).
     Kafka,
+}
+
+/// Failure classes of a target: with the target name, the de-duplication key of failure
+/// reports (LOGGING.md §1.8, §4.1). Each class of each target is reported once per log-once
+/// window; the report texts carry no counts (counts are in the stats and the periodic
+/// summary), so a persisting problem does not change the text and is not printed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// An entry was refused because the queue was full.
+    QueueFull,
+    /// An entry was refused because the target is closed.
+    Closed,
+    /// A delivery attempt failed.
+    Send,
+    /// A batch was given up after `max_retry` retries.
+    GaveUp,
+    /// An entry could not be encoded.
+    Encode,
+    /// The disk queue could not be written, listed, read or cleaned up.
+    Disk,
+    /// The disk queue is at its file or byte bound.
+    DiskFull,
+    /// A corrupt disk-queue file was deleted.
+    Corrupt,
+    /// The client certificate could not be (re)loaded.
+    Certificate,
+    /// Entries were dropped because the target was removed or closed.
+    Dropped,
+    /// Entries were left over at shutdown.
+    Shutdown,
+    /// A console-log subscriber missed entries.
+    Missed,
+}
+
+impl Failure {
+    /// Short name, part of the de-duplication key.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Failure::QueueFull => "queue-full",
+            Failure::Closed => "closed",
+            Failure::Send => "send",
+            Failure::GaveUp => "gave-up",
+            Failure::Encode => "encode",
+            Failure::Disk => "disk",
+            Failure::DiskFull => "disk-full",
+            Failure::Corrupt => "corrupt",
+            Failure::Certificate => "certificate",
+            Failure::Dropped => "dropped",
+            Failure::Shutdown => "shutdown",
+            Failure::Missed => "missed",
+        }
+    }
 }
 
 impl TargetKind {
@@ -51,6 +139,16 @@ pub enum SendError {
         /// Target name.
         target: String,
     },
+}
+
+impl SendError {
+    /// The failure class of this refusal.
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            SendError::QueueFull { .. } => Failure::QueueFull,
+            SendError::Closed { .. } => Failure::Closed,
+        }
+    }
 }
 
 /// Counters of one target (LOGGING.md §2.3.8, with exact semantics).
@@ -85,6 +183,11 @@ pub struct TargetStats {
     pub queue_length: u64,
     /// Files in the disk queue.
     pub disk_queue_files: u64,
+    /// Bytes in the disk queue.
+    pub disk_queue_bytes: u64,
+    /// Batches that could not be written because the disk queue was at its file or byte
+    /// bound (each retry counts).
+    pub disk_queue_full: u64,
     /// Cached online state.
     pub online: bool,
 }
@@ -114,18 +217,16 @@ impl ShutdownReport {
 pub trait Target: Send + Sync + 'static {
     /// Stable identity (`logger-<key>`, `audit-<key>`, `console`).
     fn name(&self) -> &str;
-    /// URL, empty for the console.
-    fn endpoint(&self) -> &str;
     /// Kind.
     fn kind(&self) -> TargetKind;
     /// Offers an entry. MUST NOT block or do I/O: enqueue or fail fast (counted).
     fn send(&self, record: Record) -> Result<(), SendError>;
     /// Counters.
     fn stats(&self) -> TargetStats;
-    /// Cached online state; never a probe.
-    fn is_online(&self) -> bool;
     /// Stops accepting and stops workers; pending entries go to the replacement if one was
-    /// assigned, else they are counted as dropped. The future resolves when workers ended.
+    /// assigned, else they are counted as dropped. The future resolves when workers ended;
+    /// it does not wait for a request in flight, which finishes on its own (bounded by the
+    /// target's http timeout) and is then counted as sent or passed on like the rest.
     fn cancel(&self) -> BoxFuture<()>;
     /// Graceful stop: deliver what can be delivered before `deadline`, persist the rest when
     /// a disk queue exists, count the remainder as dropped.

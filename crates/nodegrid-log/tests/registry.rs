@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use nodegrid_log::{
     internal, req_info, AuditEntry, ConsoleMode, ConsoleTarget, Identity, LoggingConfig, Registry,
-    ReqInfo, Stream, TargetKind, WebhookConfig,
+    ReqInfo, Stream, WebhookConfig,
 };
 use tracing_subscriber::prelude::*;
 
@@ -344,13 +344,8 @@ async fn bad_config_is_not_partially_applied() {
         )
         .expect_err("unusable queue_dir");
     assert!(err.to_string().contains("logger-c"), "{err}");
-    let names: Vec<String> = reg
-        .system_targets()
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect();
-    assert_eq!(names, vec!["console", "logger-a"]);
-    assert_eq!(reg.system_targets()[0].kind(), TargetKind::Console);
+    let names: Vec<String> = reg.stats().into_keys().collect();
+    assert_eq!(names, vec!["sys_console", "sys_logger-a"]);
     // Environment config with one bad variable: error names it, nothing built.
     let e = LoggingConfig::from_vars(
         "NODEGRID",
@@ -391,14 +386,17 @@ async fn reconfigure_moves_pending_entries_to_the_replacement() {
     }
     // The old worker holds one batch in a held request; the rest is queued.
     bounded(r.wait_arrivals(1)).await;
-    let old = reg.audit_targets()[0].clone();
+    let old = nodegrid_log::test_support::audit_targets(&reg)[0].clone();
     assert_eq!(old.stats().queued, 1000);
     reg.update_webhooks(
         Stream::Audit,
         vec![fast("_", r.url("/")).batch_size(50).build().expect("cfg")],
     )
     .expect("reconfigure");
-    assert!(!Arc::ptr_eq(&old, &reg.audit_targets()[0]));
+    assert!(!Arc::ptr_eq(
+        &old,
+        &nodegrid_log::test_support::audit_targets(&reg)[0]
+    ));
     // Entries offered to the old target after the swap are forwarded, not lost.
     for i in 1000..1010 {
         assert!(old
@@ -474,4 +472,146 @@ async fn lost_entries_are_summarised_periodically() {
     logr.release();
     audr.release();
     let _ = reg.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A refused endpoint behind a full queue: "log buffer full" and "could not send" are two
+/// failure classes of one target, each reported once. Before: 44 console lines in 1 s,
+/// alternating between the two (one de-duplication key per target).
+#[tokio::test]
+async fn full_queue_and_refused_endpoint_are_reported_once_per_class() {
+    quiet();
+    let addr = free_addr().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("x", format!("http://{addr}/"))
+            .queue_size(2)
+            .retry_interval(Duration::from_millis(20))
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..50 {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Warning);
+        e.message = format!("entry {i}");
+        reg.log(e);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("a few failed attempts", || {
+        reg.stats()["sys_logger-x"].send_errors >= 5
+    })
+    .await;
+    let s = reg.stats()["sys_logger-x"].clone();
+    assert_eq!(s.total, 50, "{s:?}");
+    assert!(
+        s.dropped >= 40,
+        "the queue was full most of the time: {s:?}"
+    );
+    let text = cap.contents();
+    let reports: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("SYSTEM.logging"))
+        .collect();
+    assert_eq!(
+        reports.len(),
+        2,
+        "one report per failure class: {reports:#?}"
+    );
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|l| l.contains("log buffer full"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|l| l.contains("could not send log entries to logger-x"))
+            .count(),
+        1
+    );
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Replacing a target whose endpoint holds a request: the queued entries move to the
+/// replacement at once (the old worker does not wait for its attempt in flight), and the
+/// held entry is delivered once when the endpoint answers. Before: the hand-over waited for
+/// the held request.
+#[tokio::test]
+async fn replacing_a_target_does_not_wait_for_its_attempt_in_flight() {
+    quiet();
+    let old_ep = Receiver::start().await;
+    old_ep.set_mode(HOLD);
+    let new_ep = Receiver::start().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let cfg = |url: String| {
+        fast("_", url)
+            .http_timeout(Duration::from_secs(60))
+            .build()
+            .expect("cfg")
+    };
+    reg.update_webhooks(Stream::Audit, vec![cfg(old_ep.url("/"))])
+        .expect("audit");
+    let audit = reg.audit();
+    audit.log(audit_entry(0));
+    bounded(old_ep.wait_arrivals(1)).await;
+    for i in 1..6 {
+        audit.log(audit_entry(i));
+    }
+    reg.update_webhooks(Stream::Audit, vec![cfg(new_ep.url("/"))])
+        .expect("replace");
+    bounded(new_ep.wait_lines(5)).await;
+    assert!(
+        old_ep.requests().is_empty(),
+        "the old endpoint still holds its request"
+    );
+    assert_eq!(ids(&new_ep.lines()), vec![1, 2, 3, 4, 5]);
+    old_ep.release();
+    bounded(old_ep.wait_lines(1)).await;
+    assert_eq!(ids(&old_ep.lines()), vec![0]);
+    assert!(
+        !cap.contents().contains("could not send"),
+        "{}",
+        cap.contents()
+    );
+    let _ = reg.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A console-log subscriber that does not keep up: reported once at its first miss, and its
+/// misses summarised periodically (LOGGING.md §4.3). Before: counted, never reported.
+#[tokio::test]
+async fn subscriber_misses_are_reported_and_summarised() {
+    quiet();
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let sub = reg
+        .console()
+        .subscribe(nodegrid_log::KindMask::ALL, 0)
+        .expect("subscribe");
+    reg.start_drop_summary(Duration::from_millis(100));
+    for i in 0..(nodegrid_log::SUBSCRIBER_CHANNEL + 5) {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Info);
+        e.message = format!("entry {i}");
+        reg.log(e);
+    }
+    assert!(
+        sub.missed() >= 6,
+        "5 entries and the report: {}",
+        sub.missed()
+    );
+    eventually("summary", || {
+        cap.contents().contains("console: log subscribers missed ")
+    })
+    .await;
+    let text = cap.contents();
+    assert_eq!(text.matches("does not keep up").count(), 1);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("console: log subscribers missed "))
+        .unwrap_or_default();
+    assert!(summary.contains("in total"), "{summary}");
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use nodegrid_log::test_support::{Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, Target, WebhookConfig,
-    WebhookTarget,
+    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
 };
 
 const DIR_VAR: &str = "NODEGRID_LOG_TEST_QUEUE_DIR";
@@ -92,13 +92,16 @@ async fn queue_dir_survives_a_process_restart() {
     .expect("start");
     bounded(r.wait_lines(N as usize)).await;
     eventually("all replayed", || t.stats().sent == N).await;
-    let mut ids: Vec<u64> = r
+    let ids: Vec<u64> = r
         .lines()
         .iter()
         .map(|l| l["tags"]["id"].as_u64().expect("id"))
         .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (0..N).collect::<Vec<_>>(), "each entry exactly once");
+    assert_eq!(
+        ids,
+        (0..N).collect::<Vec<_>>(),
+        "each entry once, replayed oldest first"
+    );
     let s = t.stats();
     assert_eq!(
         (s.total, s.sent, s.queued, s.disk_queue_files),

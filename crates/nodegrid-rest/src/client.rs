@@ -293,11 +293,17 @@ impl Inner {
     }
 
     fn auth_headers(&self, req: http::request::Builder) -> http::request::Builder {
-        req.header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", self.auth.token()),
-        )
-        .header(TIME_HEADER, time_header_value(SystemTime::now()))
+        let value = format!("Bearer {}", self.auth.token());
+        let req = match http::HeaderValue::try_from(value.as_str()) {
+            Ok(mut v) => {
+                // Never shown by `Debug` of the request or its headers.
+                v.set_sensitive(true);
+                req.header(http::header::AUTHORIZATION, v)
+            }
+            // Not a valid header value: the request fails to build, as before.
+            Err(_) => req.header(http::header::AUTHORIZATION, value),
+        };
+        req.header(TIME_HEADER, time_header_value(SystemTime::now()))
     }
 
     /// One health check: `true` if the peer answered anything at all over HTTP within the

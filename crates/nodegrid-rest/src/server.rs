@@ -203,7 +203,12 @@ impl RestServer {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let request = RestRequest::new(method, query, parts.headers, body);
+        let mut headers = parts.headers;
+        // The bearer token is a credential: `Debug` of the request must not show it.
+        if let Some(v) = headers.get_mut(http::header::AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
+        let request = RestRequest::new(method, query, headers, body);
         match handler.call(request).await {
             Ok(reply) => reply.into_response(),
             Err(e) => e.into_response(),

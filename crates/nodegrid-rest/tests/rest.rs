@@ -16,3 +16,6 @@ mod calls;
 
 #[path = "rest/tls.rs"]
 mod tls;
+
+#[path = "rest/secrets.rs"]
+mod secrets;

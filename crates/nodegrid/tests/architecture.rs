@@ -50,7 +50,7 @@ const NODEGRID_LAYERS: &[Layer] = &[
 const CRATES: &[(&str, &str)] = &[
     ("nodegrid", "lib.rs"),
     ("nodegrid-rest", "lib.rs"),
-    // nodegrid-log joins when its module circle is untied (its restructure is in progress).
+    ("nodegrid-log", "lib.rs"),
     ("nodegrid-cli", "main.rs"),
 ];
 

@@ -1,27 +1,26 @@
-//! One HTTP/1.1 connection per worker, plain or TLS, with a client certificate that can be
-//! swapped while running (mTLS hot reload, LOGGING.md §2.3, §8.5).
+//! One HTTP/1.1 connection per worker, plain or TLS, presenting the client certificate that
+//! is current when it dials (mTLS hot reload, LOGGING.md §2.3, §8.5).
 //!
 //! hyper's low-level `client::conn` API is used directly: the worker owns its connection,
 //! re-dials when it closes, and bounds every attempt with `http_timeout` (dial + TLS +
 //! request + body drain).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use super::certs::CertResolver;
+use super::proxy::Proxy;
 
 /// TCP connect deadline (Ref: 5 s dial timeout).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,67 +55,6 @@ impl std::fmt::Display for AttemptError {
             }
         }
     }
-}
-
-/// Client certificate holder; handshakes read the current key pair without locks.
-#[derive(Debug, Default)]
-pub(crate) struct CertResolver {
-    key: ArcSwapOption<CertifiedKey>,
-    /// Bumped on each successful reload so workers re-dial with the new certificate.
-    generation: AtomicU64,
-}
-
-impl CertResolver {
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set(&self, key: Option<Arc<CertifiedKey>>) {
-        self.key.store(key);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-impl ResolvesClientCert for CertResolver {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        self.key.load_full()
-    }
-
-    fn has_certs(&self) -> bool {
-        self.key.load().is_some()
-    }
-}
-
-/// Loads a PEM certificate chain and private key into a rustls key pair.
-pub(crate) fn load_key_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "client_cert {}: no certificate found",
-            cert.display()
-        ));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
-}
-
-/// Modification stamp of a file, to notice changes.
-pub(crate) fn file_stamp(p: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(p).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 fn system_roots() -> &'static Vec<CertificateDer<'static>> {
@@ -166,13 +104,17 @@ pub(crate) struct Endpoint {
     port: u16,
     authority: HeaderValue,
     path: http::Uri,
+    /// The request target through an HTTP proxy (absolute form).
+    absolute: http::Uri,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    proxy: Option<Proxy>,
 }
 
 impl Endpoint {
     pub(crate) fn new(
         uri: &http::Uri,
         tls: Option<Arc<rustls::ClientConfig>>,
+        proxy: Option<Proxy>,
     ) -> Result<Self, String> {
         let host = uri.host().ok_or("endpoint has no host")?;
         let https = uri.scheme_str() == Some("https");
@@ -185,6 +127,14 @@ impl Endpoint {
             .unwrap_or("/")
             .parse()
             .map_err(|e| format!("endpoint path: {e}"))?;
+        let absolute: http::Uri = format!(
+            "{}://{}{}",
+            if https { "https" } else { "http" },
+            authority.to_str().unwrap_or_default(),
+            path
+        )
+        .parse()
+        .map_err(|e| format!("endpoint: {e}"))?;
         let host_plain = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -202,7 +152,9 @@ impl Endpoint {
             port,
             authority,
             path,
+            absolute,
             tls,
+            proxy,
         })
     }
 }
@@ -227,18 +179,39 @@ impl Conn {
 
     async fn dial(&mut self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
         let net = |e: String| AttemptError::Network(e);
-        let addr = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
+        let ep = &self.endpoint;
+        let tcp = match &ep.proxy {
+            None => tokio::time::timeout(
+                DIAL_TIMEOUT,
+                TcpStream::connect((ep.host.as_str(), ep.port)),
+            )
             .await
             .map_err(|_| net("dial timeout".into()))?
-            .map_err(|e| net(format!("connect: {e}")))?;
+            .map_err(|e| net(format!("connect: {e}")))?,
+            Some(p) => {
+                let dial = async {
+                    let mut tcp = p
+                        .connect()
+                        .await
+                        .map_err(|e| format!("connect to proxy: {e}"))?;
+                    if ep.tls.is_some() {
+                        p.tunnel(&mut tcp, &ep.host, ep.port).await?;
+                    }
+                    Ok::<_, String>(tcp)
+                };
+                tokio::time::timeout(DIAL_TIMEOUT, dial)
+                    .await
+                    .map_err(|_| net("proxy dial timeout".into()))?
+                    .map_err(net)?
+            }
+        };
         let _ = tcp.set_nodelay(true);
         match &self.endpoint.tls {
             None => {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
                     .await
                     .map_err(|e| net(format!("http handshake: {e}")))?;
-                tokio::spawn(crate::layer::internal(async move {
+                tokio::spawn(crate::internal::internal(async move {
                     let _ = conn.await;
                 }));
                 Ok(sender)
@@ -251,7 +224,7 @@ impl Conn {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                     .await
                     .map_err(|e| net(format!("http handshake: {e}")))?;
-                tokio::spawn(crate::layer::internal(async move {
+                tokio::spawn(crate::internal::internal(async move {
                     let _ = conn.await;
                 }));
                 Ok(sender)
@@ -282,9 +255,22 @@ impl Conn {
         }
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = self.endpoint.path.clone();
+        let proxy_auth = match (&self.endpoint.proxy, &self.endpoint.tls) {
+            // Plain HTTP through a proxy: the request goes to the proxy in absolute form.
+            (Some(p), None) => {
+                *req.uri_mut() = self.endpoint.absolute.clone();
+                p.auth()
+            }
+            _ => {
+                *req.uri_mut() = self.endpoint.path.clone();
+                None
+            }
+        };
         let h = req.headers_mut();
         h.insert(http::header::HOST, self.endpoint.authority.clone());
+        if let Some(a) = proxy_auth {
+            h.insert(http::header::PROXY_AUTHORIZATION, a.clone());
+        }
         for (k, v) in headers {
             h.insert(k.clone(), v.clone());
         }
@@ -321,7 +307,7 @@ impl Conn {
 /// Header names sent with each request (LOGGING.md §2.3.1). The spec's `x-minio-*` names are
 /// kept so receivers written for the reference keep working.
 pub(crate) mod headers {
-    use super::HeaderName;
+    use http::header::HeaderName;
     /// Entries in this request.
     pub(crate) const PAYLOAD_COUNT: HeaderName =
         HeaderName::from_static("x-minio-webhook-payload-count");

@@ -5,10 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::backoff::RetryBackoff;
+use super::proxy::Proxy;
 use crate::error::ConfigError;
 
 /// Default in-memory queue capacity (entries); also the disk-queue file limit.
 pub const DEFAULT_QUEUE_SIZE: usize = 100_000;
+/// Default bound of the disk queue in bytes (1 GiB).
+pub const DEFAULT_QUEUE_DIR_MAX_BYTES: u64 = 1 << 30;
 /// Default entries per request.
 pub const DEFAULT_BATCH_SIZE: usize = 1;
 /// Default and fallback sleep between attempts.
@@ -26,42 +30,37 @@ pub const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 /// Default scan interval / retry wait of the disk queue replay loop.
 pub const DEFAULT_REPLAY_INTERVAL: Duration = Duration::from_secs(3);
 
-/// Upper bound of an exponential retry wait.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// How the wait between attempts grows (LOGGING.md §8.5 `retry_backoff`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RetryBackoff {
-    /// Always `retry_interval` (the reference's behaviour; default).
+/// Which proxy a target uses (LOGGING.md §2.3, §2.3.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ProxySetting {
+    /// `HTTP_PROXY` / `HTTPS_PROXY` with `NO_PROXY` (the default).
     #[default]
-    Fixed,
-    /// `retry_interval × 2^retry`, capped at [`MAX_BACKOFF`] (or `retry_interval` if larger),
-    /// with full jitter.
-    Exponential,
+    Environment,
+    /// No proxy, whatever the environment says.
+    Direct,
+    /// This proxy, for every request.
+    Url(Proxy),
 }
 
-impl RetryBackoff {
-    /// The wait before retry number `retry` (0-based) with base `interval`.
-    pub fn wait(self, interval: Duration, retry: u32) -> Duration {
-        match self {
-            RetryBackoff::Fixed => interval,
-            RetryBackoff::Exponential => {
-                let cap = MAX_BACKOFF.max(interval);
-                let d = interval.saturating_mul(1u32 << retry.min(16)).min(cap);
-                // Full jitter from the clock's sub-second nanos: no RNG dependency needed.
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|t| t.subsec_nanos())
-                    .unwrap_or(0);
-                let frac = (nanos.wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
-                d.mul_f64(frac).max(Duration::from_millis(10)).min(d)
-            }
-        }
+/// What `Debug` shows in place of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// `url` with any `user:password@` part replaced, for error texts and debug output.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}{REDACTED}@{}", &url[..start], &url[start + at + 1..]),
+        None => url.to_string(),
     }
 }
 
-/// Validated configuration of one webhook target.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Validated configuration of one webhook target. `Debug` never shows the auth token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub(crate) key: String,
     pub(crate) endpoint: http::Uri,
@@ -70,9 +69,11 @@ pub struct WebhookConfig {
     pub(crate) client_cert: Option<PathBuf>,
     pub(crate) client_key: Option<PathBuf>,
     pub(crate) ca_cert: Option<PathBuf>,
+    pub(crate) proxy: ProxySetting,
     pub(crate) queue_size: usize,
     pub(crate) batch_size: usize,
     pub(crate) queue_dir: Option<PathBuf>,
+    pub(crate) queue_dir_max_bytes: u64,
     pub(crate) max_retry: u32,
     pub(crate) retry_interval: Duration,
     pub(crate) retry_backoff: RetryBackoff,
@@ -95,9 +96,12 @@ impl WebhookConfig {
             client_cert: None,
             client_key: None,
             ca_cert: None,
+            proxy: None,
+            no_proxy: false,
             queue_size: DEFAULT_QUEUE_SIZE,
             batch_size: DEFAULT_BATCH_SIZE,
             queue_dir: None,
+            queue_dir_max_bytes: DEFAULT_QUEUE_DIR_MAX_BYTES,
             max_retry: 0,
             retry_interval: DEFAULT_RETRY_INTERVAL,
             retry_backoff: RetryBackoff::Fixed,
@@ -141,6 +145,11 @@ impl WebhookConfig {
         self.queue_dir.as_deref()
     }
 
+    /// Largest size of the disk queue, bytes.
+    pub fn queue_dir_max_bytes(&self) -> u64 {
+        self.queue_dir_max_bytes
+    }
+
     /// Retries after the first attempt (0 = forever).
     pub fn max_retry(&self) -> u32 {
         self.max_retry
@@ -174,9 +183,45 @@ impl WebhookConfig {
     }
 }
 
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("key", &self.key)
+            .field("endpoint", &self.endpoint_text)
+            .field("auth_token", &secret(&self.auth_token))
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("ca_cert", &self.ca_cert)
+            .field("proxy", &self.proxy)
+            .field("queue_size", &self.queue_size)
+            .field("batch_size", &self.batch_size)
+            .field("queue_dir", &self.queue_dir)
+            .field("queue_dir_max_bytes", &self.queue_dir_max_bytes)
+            .field("max_retry", &self.max_retry)
+            .field("retry_interval", &self.retry_interval)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("http_timeout", &self.http_timeout)
+            .field("flush_interval", &self.flush_interval)
+            .field("cert_reload_interval", &self.cert_reload_interval)
+            .field("replay_interval", &self.replay_interval)
+            .field("ndjson_content_type", &self.ndjson_content_type)
+            .field("comment", &self.comment)
+            .finish()
+    }
+}
+
+/// How `Debug` shows a secret: whether it is set, never its value.
+fn secret(s: &str) -> &'static str {
+    if s.is_empty() {
+        ""
+    } else {
+        REDACTED
+    }
+}
+
 /// Builder of a [`WebhookConfig`]. Setters take values as given; [`build`](Self::build)
-/// validates all of them and names the offending key.
-#[derive(Clone, Debug)]
+/// validates all of them and names the offending key. `Debug` never shows the auth token.
+#[derive(Clone)]
 pub struct WebhookConfigBuilder {
     key: String,
     endpoint: String,
@@ -184,9 +229,12 @@ pub struct WebhookConfigBuilder {
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
+    proxy: Option<String>,
+    no_proxy: bool,
     queue_size: usize,
     batch_size: usize,
     queue_dir: Option<PathBuf>,
+    queue_dir_max_bytes: u64,
     max_retry: u32,
     retry_interval: Duration,
     retry_backoff: RetryBackoff,
@@ -197,6 +245,19 @@ pub struct WebhookConfigBuilder {
     ndjson_content_type: bool,
     comment: String,
     key_prefix: String,
+}
+
+impl std::fmt::Debug for WebhookConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfigBuilder")
+            .field("key", &self.key)
+            .field("endpoint", &redact_userinfo(&self.endpoint))
+            .field("auth_token", &secret(&self.auth_token))
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("proxy", &self.proxy.as_deref().map(redact_userinfo))
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookConfigBuilder {
@@ -225,6 +286,23 @@ impl WebhookConfigBuilder {
         self
     }
 
+    /// Sends every request through this HTTP proxy, `http://[user:password@]host[:port]`
+    /// (LOGGING.md's `proxy` key): `http://` endpoints in absolute form, `https://` endpoints
+    /// through a `CONNECT` tunnel. Without it the standard `HTTP_PROXY` / `HTTPS_PROXY` /
+    /// `NO_PROXY` environment variables apply (not for loopback endpoints).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self.no_proxy = false;
+        self
+    }
+
+    /// Never uses a proxy, whatever the environment says.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = None;
+        self.no_proxy = true;
+        self
+    }
+
     /// In-memory queue capacity (entries) and disk-queue file limit; > 0.
     pub fn queue_size(mut self, n: usize) -> Self {
         self.queue_size = n;
@@ -240,6 +318,15 @@ impl WebhookConfigBuilder {
     /// Enables the store-and-forward disk queue in this directory.
     pub fn queue_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.queue_dir = Some(dir.into());
+        self
+    }
+
+    /// Bound of the disk queue in bytes (default 1 GiB); > 0. A batch that would take the
+    /// directory over it is not written: it is retried like a failed send, counted in
+    /// `disk_queue_full` and reported once (LOGGING.md §2.4 asks for a bound in bytes as well
+    /// as in files).
+    pub fn queue_dir_max_bytes(mut self, bytes: u64) -> Self {
+        self.queue_dir_max_bytes = bytes;
         self
     }
 
@@ -329,21 +416,35 @@ impl WebhookConfigBuilder {
         if self.key.is_empty() {
             return Err(ConfigError::new("name", "target name is empty"));
         }
+        // Error texts never echo a `user:password@` part of the URL.
+        let shown = redact_userinfo(&self.endpoint);
         let endpoint: http::Uri = self
             .endpoint
             .parse()
-            .map_err(|e| err("endpoint", format!("`{}` is not a URL: {e}", self.endpoint)))?;
+            .map_err(|e| err("endpoint", format!("`{shown}` is not a URL: {e}")))?;
         match endpoint.scheme_str() {
             Some("http") | Some("https") => {}
             _ => {
                 return Err(err(
                     "endpoint",
-                    format!("`{}` must be an http:// or https:// URL", self.endpoint),
+                    format!("`{shown}` must be an http:// or https:// URL"),
                 ))
             }
         }
         if endpoint.host().map(str::is_empty).unwrap_or(true) {
-            return Err(err("endpoint", format!("`{}` has no host", self.endpoint)));
+            return Err(err("endpoint", format!("`{shown}` has no host")));
+        }
+        if endpoint
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+        {
+            return Err(err(
+                "endpoint",
+                format!(
+                    "`{shown}`: credentials in the URL are not supported; use auth_token (sent \
+                     as the Authorization header)"
+                ),
+            ));
         }
         match (&self.client_cert, &self.client_key) {
             (Some(_), None) => {
@@ -360,11 +461,19 @@ impl WebhookConfigBuilder {
             }
             _ => {}
         }
+        let proxy = match (&self.proxy, self.no_proxy) {
+            (Some(url), _) => ProxySetting::Url(Proxy::parse(url).map_err(|e| err("proxy", e))?),
+            (None, true) => ProxySetting::Direct,
+            (None, false) => ProxySetting::Environment,
+        };
         if self.queue_size == 0 {
             return Err(err("queue_size", "must be > 0".into()));
         }
         if self.batch_size == 0 {
             return Err(err("batch_size", "must be > 0".into()));
+        }
+        if self.queue_dir_max_bytes == 0 {
+            return Err(err("queue_dir_max_bytes", "must be > 0".into()));
         }
         let retry_interval = if self.retry_interval.is_zero() {
             DEFAULT_RETRY_INTERVAL
@@ -400,9 +509,11 @@ impl WebhookConfigBuilder {
             client_cert: self.client_cert,
             client_key: self.client_key,
             ca_cert: self.ca_cert,
+            proxy,
             queue_size: self.queue_size,
             batch_size: self.batch_size,
             queue_dir: self.queue_dir,
+            queue_dir_max_bytes: self.queue_dir_max_bytes,
             max_retry: self.max_retry,
             retry_interval,
             retry_backoff: self.retry_backoff,
@@ -462,17 +573,22 @@ mod tests {
     }
 
     #[test]
-    fn backoff_waits() {
-        let base = Duration::from_millis(100);
-        assert_eq!(RetryBackoff::Fixed.wait(base, 7), base);
-        for retry in 0..40 {
-            let w = RetryBackoff::Exponential.wait(base, retry);
-            let bound = base.saturating_mul(1u32 << retry.min(16)).min(MAX_BACKOFF);
-            assert!(
-                w <= bound && w >= Duration::from_millis(10),
-                "{retry}: {w:?}"
-            );
-        }
+    fn userinfo_is_refused_and_never_echoed() {
+        assert_eq!(
+            redact_userinfo("https://u:p4ss@h:1/x?q"),
+            "https://<redacted>@h:1/x?q"
+        );
+        assert_eq!(redact_userinfo("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_userinfo("no url"), "no url");
+        let e = WebhookConfig::builder("_", "https://user:p4ss@h/")
+            .build()
+            .expect_err("userinfo");
+        assert_eq!(e.key, "endpoint");
+        assert!(!format!("{e} {e:?}").contains("p4ss"), "{e}");
+        let e = WebhookConfig::builder("_", "ftp://user:p4ss@h/")
+            .build()
+            .expect_err("scheme");
+        assert!(!format!("{e} {e:?}").contains("p4ss"), "{e}");
     }
 
     #[test]

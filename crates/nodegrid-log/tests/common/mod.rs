@@ -58,6 +58,8 @@ pub struct State {
     pub requests: Mutex<Vec<Req>>,
     /// Requests that arrived (including failed / held ones).
     pub arrivals: AtomicU64,
+    /// NDJSON lines received with a 2xx answer (kept so waits need not parse every body).
+    pub line_count: AtomicU64,
     pub changed: Notify,
     mode: AtomicU16,
     release: Notify,
@@ -188,8 +190,10 @@ impl Receiver {
     }
 
     pub async fn wait_lines(&self, n: usize) {
-        self.wait_for(&format!("{n} lines"), |r| r.lines().len() >= n)
-            .await;
+        self.wait_for(&format!("{n} lines"), |r| {
+            r.state.line_count.load(Ordering::SeqCst) >= n as u64
+        })
+        .await;
     }
 
     pub async fn wait_arrivals(&self, n: u64) {
@@ -231,12 +235,15 @@ where
             }
             let status = if mode == HOLD { OK } else { mode };
             if (200..300).contains(&status) {
+                let n = body.iter().filter(|b| **b == b'\n').count() as u64;
                 state.requests.lock().expect("lock").push(Req {
                     headers: parts.headers,
                     body,
                     at: tokio::time::Instant::now(),
                     client_cert: cert,
                 });
+                // After the push: whoever sees the count sees the lines.
+                state.line_count.fetch_add(n, Ordering::SeqCst);
             }
             state.changed.notify_waiters();
             let mut resp = http::Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -275,7 +282,7 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
 
 /// Quiet tests (S1).
 pub fn quiet() {
-    nodegrid_log::testing::init_test_subscriber();
+    nodegrid_log::test_support::init_test_subscriber();
 }
 
 /// An address on which nothing listens (bound then released).

@@ -42,8 +42,8 @@ fn to_bytes(f: impl FnOnce(&mut BytesMut)) -> Bytes {
     b.freeze()
 }
 
-/// The dialer's handshake request (op 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The dialer's handshake request (op 1). `Debug` does not show the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectRequest {
     /// The dialer manager's instance ID.
     pub id: InstanceId,
@@ -63,6 +63,17 @@ impl Default for ConnectRequest {
             time: GridTime::ZERO,
             token: String::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for ConnectRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectRequest")
+            .field("id", &self.id)
+            .field("host", &self.host)
+            .field("time", &self.time)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 

@@ -1,6 +1,26 @@
-//! Test support (S1): quiet subscribers for unit and integration tests.
+//! Test support, **not part of the API**: compiled only for this crate's own tests and for
+//! builds that enable the `test-support` feature (this crate's integration tests, benches and
+//! examples do, through a dev-dependency on itself). Nothing here is stable.
+//!
+//! It gives the tests what users must not have: a webhook target driven directly (start,
+//! send, cancel, shutdown), the registry's live target lists, and a quiet subscriber (S1).
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
+
+pub use crate::target::{BoxFuture, SendError, Target};
+pub use crate::webhook::WebhookTarget;
+
+use crate::registry::{Registry, Snapshot};
+
+/// The registry's current system list (console first).
+pub fn system_targets(registry: &Arc<Registry>) -> Snapshot {
+    registry.system_targets()
+}
+
+/// The registry's current audit list.
+pub fn audit_targets(registry: &Arc<Registry>) -> Snapshot {
+    registry.audit_targets()
+}
 
 /// The filter directive tests use: `RUST_LOG` when set (and valid), else `error`.
 pub fn test_filter_directive(rust_log: Option<&str>) -> String {
