@@ -152,12 +152,53 @@ pub enum ConfigError {
         /// How often it appears.
         count: usize,
     },
+    /// The local host string is not in the host list, but an entry names the same address
+    /// spelled differently.
+    #[error(
+        "local host {local:?} is not in the host list, which spells the same address {listed:?}: \
+         write the local host exactly as it is listed"
+    )]
+    LocalHostSpelling {
+        /// The local host string.
+        local: String,
+        /// The host list's entry for the same address.
+        listed: String,
+    },
     /// A remote host appears more than once.
-    #[error("host {0} is listed more than once")]
+    #[error("host {0} is listed more than once: list each node once")]
     DuplicateHost(String),
+    /// Two host strings name the same address once default ports (80 for `http://`, 443 for
+    /// `https://`) and letter case are normalised.
+    #[error(
+        "host strings {first:?} and {second:?} both name {address}: list the node once, spelled \
+         the same way on every node"
+    )]
+    SameAddress {
+        /// The first host string.
+        first: String,
+        /// The later host string naming the same address.
+        second: String,
+        /// The address both name (`host:port`).
+        address: String,
+    },
     /// A host string is not `http://host:port` or `https://host:port`.
     #[error("invalid host string {0:?}: expected http://host:port or https://host:port")]
     InvalidHost(String),
+    /// A host string has something after `host:port`: a path (even a lone trailing `/`), a
+    /// query or a fragment. Host strings are compared byte for byte between nodes, so they
+    /// must be written without one.
+    #[error("{}", host_path_text(.host, .rest, .expected))]
+    HostPath {
+        /// The host string as given.
+        host: String,
+        /// What follows `host:port`.
+        rest: String,
+        /// The host string to write instead.
+        expected: String,
+    },
+    /// The credentials of the authentication provider cannot work (an empty token or key).
+    #[error(transparent)]
+    Credentials(#[from] CredentialProblem),
     /// The route path does not start with `/`.
     #[error("invalid route path {0:?}: must start with '/'")]
     InvalidRoute(String),
@@ -183,4 +224,114 @@ pub enum ConfigError {
     /// TLS material could not be loaded.
     #[error("TLS configuration: {0}")]
     Tls(String),
+}
+
+fn host_path_text(host: &str, rest: &str, expected: &str) -> String {
+    if rest == "/" {
+        format!("host string {host:?} ends with '/': write {expected:?}")
+    } else {
+        format!(
+            "host string {host:?} has {rest:?} after host:port: write {expected:?} (the route \
+             path is set with ManagerBuilder::route)"
+        )
+    }
+}
+
+/// Credentials an authentication provider was built from that cannot work
+/// ([`crate::auth::Auth::credential_problem`]). [`crate::ManagerBuilder::build`] refuses them
+/// with [`ConfigError::Credentials`]. The texts never contain the secret itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialProblem {
+    /// `Auth::shared_token("")`.
+    #[error(
+        "the shared token is empty (Auth::shared_token(\"\")): give every node the same \
+         non-empty token"
+    )]
+    EmptyToken,
+    /// A shared token with a character other than printable ASCII (a newline, a control
+    /// character, a non-ASCII letter): the HTTP `Authorization` header cannot carry it as text,
+    /// so no peer would accept it.
+    #[error(
+        "the shared token contains a character other than printable ASCII (such as the newline \
+         a token read from a file often ends with), which the HTTP Authorization header cannot \
+         carry: use letters, digits and punctuation only"
+    )]
+    TokenCharacters,
+    /// A shared token that starts or ends with a space or tab: the HTTP `Authorization`
+    /// header does not keep it, so no peer would accept the token.
+    #[error(
+        "the shared token starts or ends with a space or tab, which the HTTP Authorization \
+         header does not keep: remove it"
+    )]
+    TokenWhitespace,
+    /// `Auth::minio_jwt("", secret_key)`.
+    #[error(
+        "the access key is empty (Auth::minio_jwt(\"\", secret_key)): give every node the \
+         cluster's access key"
+    )]
+    EmptyAccessKey,
+    /// `Auth::minio_jwt(access_key, "")`.
+    #[error(
+        "the secret key is empty (Auth::minio_jwt(access_key, \"\")): give every node the \
+         cluster's secret key"
+    )]
+    EmptySecretKey,
+}
+
+impl CredentialProblem {
+    /// The problem with a shared token, if any.
+    pub(crate) fn of_token(token: &str) -> Option<CredentialProblem> {
+        if token.is_empty() {
+            Some(CredentialProblem::EmptyToken)
+        } else if !token
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            Some(CredentialProblem::TokenCharacters)
+        } else if token.trim() != token {
+            Some(CredentialProblem::TokenWhitespace)
+        } else {
+            None
+        }
+    }
+
+    /// The problem with MinIO root credentials, if any.
+    pub(crate) fn of_keys(access_key: &str, secret_key: &str) -> Option<CredentialProblem> {
+        if access_key.is_empty() {
+            Some(CredentialProblem::EmptyAccessKey)
+        } else if secret_key.is_empty() {
+            Some(CredentialProblem::EmptySecretKey)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_problems() {
+        use CredentialProblem::*;
+        assert_eq!(CredentialProblem::of_token(""), Some(EmptyToken));
+        assert_eq!(CredentialProblem::of_token("t\n"), Some(TokenCharacters));
+        assert_eq!(
+            CredentialProblem::of_token("t\r\nX: y"),
+            Some(TokenCharacters)
+        );
+        assert_eq!(CredentialProblem::of_token("tö"), Some(TokenCharacters));
+        assert_eq!(CredentialProblem::of_token("t "), Some(TokenWhitespace));
+        assert_eq!(CredentialProblem::of_token("\tt"), Some(TokenWhitespace));
+        assert_eq!(CredentialProblem::of_token("a b\tc!~"), None);
+        assert_eq!(CredentialProblem::of_keys("", ""), Some(EmptyAccessKey));
+        assert_eq!(CredentialProblem::of_keys("ak", ""), Some(EmptySecretKey));
+        assert_eq!(CredentialProblem::of_keys("ak", "sk"), None);
+        assert_eq!(
+            ConfigError::Credentials(EmptyToken).to_string(),
+            "the shared token is empty (Auth::shared_token(\"\")): give every node the same \
+             non-empty token"
+        );
+    }
 }

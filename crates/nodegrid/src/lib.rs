@@ -64,6 +64,6 @@ pub use api::{
     StreamReceiver, StreamSender, StreamSpec, Subroute, DEFAULT_ROUTE, LOCK_ROUTE,
 };
 pub use config::{FrontDoorConfig, GridConfig};
-pub use error::{ConfigError, Error, RemoteError};
+pub use error::{ConfigError, CredentialProblem, Error, RemoteError};
 pub use proto::state::ConnState;
 pub use session::{StreamContext, StreamHandler, StreamInput, StreamOutput};

@@ -172,22 +172,44 @@ impl ManagerBuilder {
             name: "auth",
             reason: "an authentication provider is required",
         })?;
+        if let Some(p) = auth.credential_problem() {
+            return Err(ConfigError::Credentials(p));
+        }
+        let mut targets = HashMap::new();
+        // Each address (host:port, default ports filled in) and the first string naming it.
+        let mut addresses: HashMap<String, &str> = HashMap::new();
+        for h in &self.hosts {
+            let t = Target::try_parse(h)?;
+            if t.tls && self.tls.is_none() && self.dialer.is_none() {
+                return Err(ConfigError::TlsRequired(h.clone()));
+            }
+            if let Some(first) = addresses.insert(t.address(), h) {
+                return Err(if first == h {
+                    ConfigError::DuplicateHost(h.clone())
+                } else {
+                    ConfigError::SameAddress {
+                        first: first.to_string(),
+                        second: h.clone(),
+                        address: t.address(),
+                    }
+                });
+            }
+            targets.insert(h.clone(), t);
+        }
         let count = self.hosts.iter().filter(|h| **h == self.local).count();
         if count != 1 {
+            // Say why the local host is not found, if its string alone tells.
+            let local = Target::try_parse(&self.local)?;
+            if let Some(listed) = addresses.get(&local.address()) {
+                return Err(ConfigError::LocalHostSpelling {
+                    local: self.local,
+                    listed: listed.to_string(),
+                });
+            }
             return Err(ConfigError::LocalHost {
                 local: self.local,
                 count,
             });
-        }
-        let mut targets = HashMap::new();
-        for h in &self.hosts {
-            let t = Target::parse(h).ok_or_else(|| ConfigError::InvalidHost(h.clone()))?;
-            if t.tls && self.tls.is_none() && self.dialer.is_none() {
-                return Err(ConfigError::TlsRequired(h.clone()));
-            }
-            if targets.insert(h.clone(), t).is_some() {
-                return Err(ConfigError::DuplicateHost(h.clone()));
-            }
         }
         let local_tls = targets.get(&self.local).is_some_and(|t| t.tls);
         if tokio::runtime::Handle::try_current().is_err() {
