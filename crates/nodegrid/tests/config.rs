@@ -4,7 +4,7 @@
 
 use nodegrid::auth::Auth;
 use nodegrid::transport::MemoryNetwork;
-use nodegrid::{ConfigError, CredentialProblem, Manager};
+use nodegrid::{ConfigError, CredentialProblem, Manager, SingleSpec, StreamSpec};
 
 const TOKEN: &str = "cluster-token";
 
@@ -218,4 +218,64 @@ async fn one_address_listed_twice_is_refused() {
     build("http://a", &["http://a", "http://a:81"], auth())
         .unwrap()
         .shutdown();
+}
+
+#[tokio::test]
+async fn handler_names_are_checked_at_registration() {
+    let m = build(HOSTS[0], &HOSTS, Auth::shared_token(TOKEN)).unwrap();
+    let h = |_r: nodegrid::handler::Request| async move {
+        Ok::<_, nodegrid::RemoteError>(bytes::Bytes::new())
+    };
+    check(
+        m.register_single_with(12, SingleSpec::new().name(""), h)
+            .unwrap_err(),
+        ConfigError::Handler {
+            handler: 12,
+            reason: "handler name \"\" is empty or has control characters: give a printable \
+                     name, or none"
+                .into(),
+        },
+        "handler 12: handler name \"\" is empty or has control characters: give a printable \
+         name, or none",
+    );
+    m.register_single_with(12, SingleSpec::new().name("kv.get"), h)
+        .unwrap();
+    // A second registration: the reference's text, with the handler's own name...
+    check(
+        m.register_single_with(12, SingleSpec::new().name("kv.get"), h)
+            .unwrap_err(),
+        ConfigError::Handler {
+            handler: 12,
+            reason: "handler kv.get: mux handler already exists".into(),
+        },
+        "handler 12: handler kv.get: mux handler already exists",
+    );
+    // ...or MinIO's name of the ID when it has none.
+    check(
+        m.register_single(12, h).unwrap_err(),
+        ConfigError::Handler {
+            handler: 12,
+            reason: "handler ReadVersion: mux handler already exists".into(),
+        },
+        "handler 12: handler ReadVersion: mux handler already exists",
+    );
+    let stream = |_c: nodegrid::StreamContext,
+                  _i: nodegrid::StreamInput,
+                  _o: nodegrid::StreamOutput| async move { Ok(()) };
+    m.register_stream(13, StreamSpec::new().name("kv.watch").subroute("s"), stream)
+        .unwrap();
+    check(
+        m.register_stream(13, StreamSpec::new().name("kv.watch").subroute("s"), stream)
+            .unwrap_err(),
+        ConfigError::Handler {
+            handler: 13,
+            reason: "handler kv.watch, subroute:s: mux handler already exists".into(),
+        },
+        "handler 13: handler kv.watch, subroute:s: mux handler already exists",
+    );
+    assert!(matches!(
+        m.register_stream(14, StreamSpec::new().name("a\nb"), stream),
+        Err(ConfigError::Handler { handler: 14, .. })
+    ));
+    m.shutdown();
 }
