@@ -54,15 +54,17 @@ pub struct NodeArgs {
     pub creds: Credentials,
 }
 
+/// The audit record of a call: `api.name` is `grid.single.<name>` for a handler registered
+/// with a name, else `grid.single.<id>` (`grid.stream.…` for streams).
 fn audit_record(r: &CallRecord<'_>) -> AuditEntry {
-    let name = format!(
-        "grid.{}.{}",
-        match r.kind {
-            CallKind::Single => "single",
-            CallKind::Stream => "stream",
-        },
-        r.handler
-    );
+    let kind = match r.kind {
+        CallKind::Single => "single",
+        CallKind::Stream => "stream",
+    };
+    let name = match r.name {
+        Some(n) => format!("grid.{kind}.{n}"),
+        None => format!("grid.{kind}.{}", r.handler),
+    };
     AuditEntry::grid_call(&GridCall {
         handler: &name,
         subroute: r.subroute.unwrap_or(""),

@@ -139,6 +139,9 @@ impl RestClientBuilder {
     /// Checks the configuration and creates the client. The peer starts online. Must be
     /// called within a Tokio runtime's context for the client to be used.
     pub fn build(self) -> Result<RestClient, RestError> {
+        if let Some(p) = self.auth.credential_problem() {
+            return Err(RestError::Config(p.to_string()));
+        }
         let bad = |m: String| RestError::Config(format!("endpoint {:?}: {m}", self.endpoint));
         let uri: Uri = self.endpoint.parse().map_err(|e| bad(format!("{e}")))?;
         let https = match uri.scheme_str() {
@@ -641,5 +644,16 @@ mod tests {
             .health_check_backoff(Duration::ZERO, Duration::ZERO)
             .build()
             .is_err());
+        assert_eq!(
+            RestClient::builder("http://x:1", Auth::minio_jwt("", "secret"))
+                .build()
+                .err()
+                .map(|e| e.to_string()),
+            Some(
+                "invalid configuration: the access key is empty (Auth::minio_jwt(\"\", \
+                 secret_key)): give every node the cluster's access key"
+                    .into()
+            )
+        );
     }
 }

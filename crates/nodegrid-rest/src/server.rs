@@ -78,6 +78,9 @@ impl RestServerBuilder {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(RestError::Config(e));
         }
+        if let Some(p) = self.auth.credential_problem() {
+            return Err(RestError::Config(p.to_string()));
+        }
         let prefix = normalize_prefix(&self.prefix).map_err(RestError::Config)?;
         if !valid_segment(&self.version) {
             return Err(RestError::Config(format!(
@@ -281,6 +284,17 @@ mod tests {
             .version("v/1")
             .build()
             .is_err());
+        assert_eq!(
+            RestServer::builder(Auth::shared_token(""))
+                .build()
+                .err()
+                .map(|e| e.to_string()),
+            Some(
+                "invalid configuration: the shared token is empty (Auth::shared_token(\"\")): \
+                 give every node the same non-empty token"
+                    .into()
+            )
+        );
         let s = RestServer::builder(auth)
             .prefix("minio/rest/")
             .version("v2")

@@ -19,6 +19,7 @@
 //! assert!(Auth::minio_jwt("minioadmin", "other").validate(&token).is_err());
 //! ```
 
+use crate::error::CredentialProblem;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -80,6 +81,8 @@ impl<F: Fn() -> String + Send + Sync + 'static> TokenSource for F {
 pub struct Auth {
     source: Arc<dyn TokenSource>,
     validator: Arc<dyn TokenValidator>,
+    /// Why the credentials this provider was built from cannot work, if they cannot.
+    problem: Option<CredentialProblem>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -94,25 +97,47 @@ impl Auth {
         Auth {
             source: Arc::new(source),
             validator: Arc::new(validator),
+            problem: None,
         }
     }
 
     /// MinIO-compatible HS512 JWT provider for the given root credentials.
     pub fn minio_jwt(access_key: impl Into<String>, secret_key: impl Into<String>) -> Auth {
-        let jwt = Arc::new(MinioJwt::new(access_key.into(), secret_key.into()));
+        let (access_key, secret_key) = (access_key.into(), secret_key.into());
+        let problem = CredentialProblem::of_keys(&access_key, &secret_key);
+        let jwt = Arc::new(MinioJwt::new(access_key, secret_key));
         Auth {
             source: jwt.clone(),
             validator: jwt,
+            problem,
         }
     }
 
     /// A static shared bearer token, sent as is and required from peers.
     pub fn shared_token(token: impl Into<String>) -> Auth {
-        let t = Arc::new(SharedToken(token.into()));
+        let token = token.into();
+        let problem = CredentialProblem::of_token(&token);
+        let t = Arc::new(SharedToken(token));
         Auth {
             source: t.clone(),
             validator: t,
+            problem,
         }
+    }
+
+    /// Why the credentials this provider was built from cannot work, if they cannot: an
+    /// empty shared token or key, or a token an HTTP header cannot carry. Managers and REST
+    /// endpoints refuse such a provider when built. Custom providers ([`Auth::new`]) report
+    /// none.
+    ///
+    /// ```
+    /// use nodegrid::{auth::Auth, CredentialProblem};
+    /// assert_eq!(Auth::shared_token("").credential_problem(), Some(CredentialProblem::EmptyToken));
+    /// assert_eq!(Auth::minio_jwt("minioadmin", "").credential_problem(), Some(CredentialProblem::EmptySecretKey));
+    /// assert_eq!(Auth::shared_token("s3cret").credential_problem(), None);
+    /// ```
+    pub fn credential_problem(&self) -> Option<CredentialProblem> {
+        self.problem
     }
 
     /// The token to send.

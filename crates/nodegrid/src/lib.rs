@@ -60,10 +60,10 @@ pub mod handler {
 }
 
 pub use api::{
-    CallOptions, Connection, Manager, ManagerBuilder, MuxCounts, StreamCall, StreamOptions,
-    StreamReceiver, StreamSender, StreamSpec, Subroute, DEFAULT_ROUTE, LOCK_ROUTE,
+    CallOptions, Connection, Manager, ManagerBuilder, MuxCounts, SingleSpec, StreamCall,
+    StreamOptions, StreamReceiver, StreamSender, StreamSpec, Subroute, DEFAULT_ROUTE, LOCK_ROUTE,
 };
 pub use config::{FrontDoorConfig, GridConfig};
-pub use error::{ConfigError, Error, RemoteError};
+pub use error::{ConfigError, CredentialProblem, Error, RemoteError, UnknownHandlerKind};
 pub use proto::state::ConnState;
 pub use session::{StreamContext, StreamHandler, StreamInput, StreamOutput};

@@ -1,6 +1,15 @@
 //! A hook that sees every completed incoming call (single request or stream), for audit logs
 //! and metrics. Installed with [`crate::ManagerBuilder::observe_calls`]; without one the hot
 //! path pays a single branch.
+//!
+//! ```no_run
+//! # fn f(b: nodegrid::ManagerBuilder) {
+//! let b = b.observe_calls(|r| {
+//!     let handler = r.name.map_or_else(|| r.handler.to_string(), str::to_string);
+//!     println!("{handler} from {}: {:?} in {:?}", r.caller, r.outcome, r.duration);
+//! });
+//! # }
+//! ```
 
 use crate::wire::HandlerId;
 use std::sync::Arc;
@@ -33,6 +42,10 @@ pub struct CallRecord<'a> {
     pub kind: CallKind,
     /// The handler ID.
     pub handler: HandlerId,
+    /// The name the handler was registered with ([`crate::SingleSpec::name`],
+    /// [`crate::StreamSpec::name`], the typed handles' `with_name`), if any.
+    /// [`crate::handler::handler_name`] gives MinIO's name of a MinIO handler ID.
+    pub name: Option<&'a str>,
     /// The subroute the handler is registered under, if any.
     pub subroute: Option<&'a str>,
     /// The caller's host string.

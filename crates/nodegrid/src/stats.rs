@@ -71,6 +71,11 @@ impl ConnCounters {
         let c = match e {
             Disconnected => &self.err_disconnected,
             Remote(_) => &self.err_remote,
+            // The peer's answer, typed: still an error returned by the remote side.
+            UnknownHandler {
+                kind: crate::error::UnknownHandlerKind::NotOnRemote,
+                ..
+            } => &self.err_remote,
             DeadlineExceeded => &self.err_deadline,
             Cancelled => &self.err_cancelled,
             _ => &self.err_other,

@@ -5,7 +5,7 @@ mod common;
 use bytes::Bytes;
 use common::{cluster, wait_for};
 use nodegrid::handler::Request;
-use nodegrid::{CallOptions, Error, GridConfig, Manager, RemoteError};
+use nodegrid::{CallOptions, Error, GridConfig, Manager, RemoteError, UnknownHandlerKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,11 +112,45 @@ async fn echo_error_large_and_empty() {
 async fn unknown_handler_and_subroutes() {
     let c = cluster(2, GridConfig::default(), setup).await;
     let conn = c.conn(0, 1);
+    let remote = c.hosts[1].clone();
+    // The callee answers "Invalid Handler for type: WriteAll" (MinIO's name of 70, on the
+    // wire unchanged); the caller gets the typed error naming what it called and where.
     let e = conn.request(70, "x").await.unwrap_err();
-    assert_eq!(e.remote_text(), Some("Invalid Handler for type: WriteAll"));
     assert_eq!(
-        conn.request(0, "x").await.unwrap_err(),
-        Error::UnknownHandler
+        e,
+        Error::UnknownHandler {
+            handler: 70,
+            name: None,
+            subroute: None,
+            remote: remote.clone(),
+            kind: UnknownHandlerKind::NotOnRemote,
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "handler 70 is not registered on {remote}: check the handler ID, and that the node \
+             runs a version that registers it"
+        )
+    );
+    assert_eq!(e.remote_text(), None);
+    let e = conn.request(0, "x").await.unwrap_err();
+    assert_eq!(
+        e,
+        Error::UnknownHandler {
+            handler: 0,
+            name: None,
+            subroute: None,
+            remote: remote.clone(),
+            kind: UnknownHandlerKind::ReservedId,
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "handler 0 is reserved and never registered (call to {remote}): use a handler ID \
+             from 1 to 255"
+        )
     );
     assert_eq!(
         &conn.subroute("disk/1").request(ECHO, "a").await.unwrap()[..],
@@ -131,17 +165,29 @@ async fn unknown_handler_and_subroutes() {
             .unwrap()[..],
         b"disk2:b"
     );
+    // A subroute miss: the callee's text lists 32 hash bytes; the caller names the subroute.
     let e = conn
         .subroute("disk/3")
         .request(ECHO, "c")
         .await
         .unwrap_err();
-    let text = e.remote_text().unwrap().to_string();
-    assert!(
-        text.starts_with("Invalid Handler for type: [78 0 "),
-        "{text}"
+    assert_eq!(
+        e,
+        Error::UnknownHandler {
+            handler: ECHO,
+            name: None,
+            subroute: Some("disk/3".into()),
+            remote: remote.clone(),
+            kind: UnknownHandlerKind::NotOnRemote,
+        }
     );
-    assert_eq!(text.split(' ').count(), 4 + 32, "32 decimal bytes: {text}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "handler 78 (subroute disk/3) is not registered on {remote}: check the handler ID \
+             and subroute, and that the node runs a version that registers it"
+        )
+    );
     c.assert_no_muxes().await;
     c.shutdown();
 }

@@ -10,7 +10,7 @@ use nodegrid::handler::typed::{TypedHandler, TypedStream};
 use nodegrid::handler::Request;
 use nodegrid::{
     Error, GridConfig, Manager, RemoteError, StreamContext, StreamInput, StreamOptions,
-    StreamOutput, StreamSpec,
+    StreamOutput, StreamSpec, UnknownHandlerKind,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -362,21 +362,46 @@ async fn handler_error_and_unknown_stream_handler() {
     assert_eq!(e.remote_text(), Some("stream failed on purpose"));
     assert!(s.recv().await.is_none());
     // Without a local registration the caller fails locally (§6.1)...
+    let remote = c.hosts[1].clone();
+    let e = conn
+        .open_stream(77, None, StreamOptions::new())
+        .await
+        .unwrap_err();
     assert_eq!(
-        conn.open_stream(77, None, StreamOptions::new())
-            .await
-            .unwrap_err(),
-        Error::UnknownHandler
+        e,
+        Error::UnknownHandler {
+            handler: 77,
+            name: None,
+            subroute: None,
+            remote: remote.clone(),
+            kind: UnknownHandlerKind::NoLocalStream,
+        }
     );
-    // ...and with explicit capacities the callee answers with the reference's text.
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "handler 77 has no stream registration on this node to size the stream to {remote} \
+             (capacities are not negotiated): register the stream handler on this node too, or \
+             set StreamOptions::capacities"
+        )
+    );
+    // ...and with explicit capacities the callee answers with the reference's text
+    // ("Invalid Handler for type: CheckParts3"), which the caller sees typed.
     let mut s = conn
         .open_stream(77, None, StreamOptions::new().capacities(0, 1))
         .await
         .unwrap();
     assert_eq!(
-        s.recv().await.unwrap().unwrap_err().remote_text(),
-        Some("Invalid Handler for type: CheckParts3")
+        s.recv().await.unwrap().unwrap_err(),
+        Error::UnknownHandler {
+            handler: 77,
+            name: None,
+            subroute: None,
+            remote: remote.clone(),
+            kind: UnknownHandlerKind::NotOnRemote,
+        }
     );
+    assert!(s.recv().await.is_none());
     c.assert_no_muxes().await;
     c.shutdown();
 }

@@ -1,9 +1,11 @@
 //! The options of calls, and the caller's handle to a stream ([`StreamCall`]) with its
 //! `futures` `Stream` and `Sink` implementations.
 
-use crate::error::Error;
+use crate::error::{Error, UnknownHandlerKind};
+use crate::registry::Registry;
 use crate::session::stream::client::{close_send, poll_item, poll_send};
 use crate::session::stream::open::CallHandle;
+use crate::wire::HandlerId;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,8 +70,68 @@ impl StreamOptions {
 /// credit) and end it with [`StreamCall::close_send`]. Dropping the stream (or both halves of
 /// [`StreamCall::split`]) cancels the remote handler.
 pub struct StreamCall {
-    h: Arc<CallHandle>,
+    h: Arc<Handle>,
     input: Option<Bytes>,
+}
+
+/// What a stream was opened to, to name it when the callee does not have the handler.
+pub(crate) struct StreamTarget {
+    pub(crate) handler: HandlerId,
+    /// The typed handle's name of the handler; without one, this node's registration (looked
+    /// up only if the error happens) names it.
+    pub(crate) name: Option<&'static str>,
+    pub(crate) subroute: Option<Arc<str>>,
+    pub(crate) remote: Arc<str>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+/// The stream and what it was opened to, shared by both halves of a split stream.
+struct Handle {
+    call: CallHandle,
+    target: StreamTarget,
+}
+
+impl Handle {
+    /// The callee's "no such handler" answer becomes [`Error::UnknownHandler`].
+    fn map<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        match r {
+            Err(e) if e.is_invalid_handler_answer() => {
+                let t = &self.target;
+                let registered = match t.name {
+                    Some(_) => None,
+                    None => t.registry.stream_name(t.handler, t.subroute.as_deref()),
+                };
+                Err(Error::unknown_handler(
+                    t.handler,
+                    t.name.or(registered.as_deref()),
+                    t.subroute.as_deref(),
+                    &t.remote,
+                    UnknownHandlerKind::NotOnRemote,
+                ))
+            }
+            r => r,
+        }
+    }
+
+    fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        poll_item(&self.call.s, cx).map(|o| o.map(|r| self.map(r)))
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, item: &Bytes) -> Poll<Result<(), Error>> {
+        poll_send(&self.call.s, cx, item).map(|r| self.map(r))
+    }
+
+    async fn send(&self, item: Bytes) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_send(cx, &item)).await
+    }
+
+    fn close_send(&self) -> Result<(), Error> {
+        self.map(close_send(&self.call.s))
+    }
+
+    async fn recv(&self) -> Option<Result<Bytes, Error>> {
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
+    }
 }
 
 impl std::fmt::Debug for StreamCall {
@@ -79,28 +141,27 @@ impl std::fmt::Debug for StreamCall {
 }
 
 impl StreamCall {
-    pub(crate) fn new(h: CallHandle) -> StreamCall {
+    pub(crate) fn new(call: CallHandle, target: StreamTarget) -> StreamCall {
         StreamCall {
-            h: Arc::new(h),
+            h: Arc::new(Handle { call, target }),
             input: None,
         }
     }
 
     /// Sends one input item, waiting for a credit.
     pub async fn send(&self, item: Bytes) -> Result<(), Error> {
-        let s = &self.h.s;
-        std::future::poll_fn(|cx| poll_send(s, cx, &item)).await
+        self.h.send(item).await
     }
 
     /// Ends the input (EOF). Further sends fail.
     pub async fn close_send(&self) -> Result<(), Error> {
-        close_send(&self.h.s)
+        self.h.close_send()
     }
 
     /// Cancels the stream: the remote handler's cancellation token fires, and this stream
     /// then yields [`Error::Cancelled`] (unless it had already ended).
     pub fn cancel(&self) {
-        self.h.abort(Error::Cancelled);
+        self.h.call.abort(Error::Cancelled);
     }
 
     /// Splits into an input half and an output half that can be used from different tasks.
@@ -114,20 +175,19 @@ impl StreamCall {
 
     /// The next output item (`None` after a clean end).
     pub async fn recv(&mut self) -> Option<Result<Bytes, Error>> {
-        let s = self.h.s.clone();
-        std::future::poll_fn(|cx| poll_item(&s, cx)).await
+        self.h.recv().await
     }
 
     /// The most output items this stream ever buffered (bounded by its output capacity).
     pub fn max_buffered(&self) -> usize {
-        self.h.s.max_buffered()
+        self.h.call.s.max_buffered()
     }
 }
 
 impl futures::Stream for StreamCall {
     type Item = Result<Bytes, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        poll_item(&self.h.s, cx)
+        self.h.poll_item(cx)
     }
 }
 
@@ -137,7 +197,7 @@ impl futures::Sink<Bytes> for StreamCall {
         let this = self.get_mut();
         match this.input.take() {
             None => Poll::Ready(Ok(())),
-            Some(item) => match poll_send(&this.h.s, cx, &item) {
+            Some(item) => match this.h.poll_send(cx, &item) {
                 Poll::Ready(r) => Poll::Ready(r),
                 Poll::Pending => {
                     this.input = Some(item);
@@ -156,7 +216,7 @@ impl futures::Sink<Bytes> for StreamCall {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         match Pin::new(&mut *this).poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(close_send(&this.h.s)),
+            Poll::Ready(Ok(())) => Poll::Ready(this.h.close_send()),
             other => other,
         }
     }
@@ -164,38 +224,36 @@ impl futures::Sink<Bytes> for StreamCall {
 
 /// The input half of a split [`StreamCall`].
 pub struct StreamSender {
-    h: Arc<CallHandle>,
+    h: Arc<Handle>,
 }
 
 impl StreamSender {
     /// Sends one input item, waiting for a credit.
     pub async fn send(&self, item: Bytes) -> Result<(), Error> {
-        let s = &self.h.s;
-        std::future::poll_fn(|cx| poll_send(s, cx, &item)).await
+        self.h.send(item).await
     }
 
     /// Ends the input (EOF).
     pub async fn close_send(&self) -> Result<(), Error> {
-        close_send(&self.h.s)
+        self.h.close_send()
     }
 }
 
 /// The output half of a split [`StreamCall`].
 pub struct StreamReceiver {
-    h: Arc<CallHandle>,
+    h: Arc<Handle>,
 }
 
 impl StreamReceiver {
     /// The next output item (`None` after a clean end).
     pub async fn recv(&mut self) -> Option<Result<Bytes, Error>> {
-        let s = self.h.s.clone();
-        std::future::poll_fn(|cx| poll_item(&s, cx)).await
+        self.h.recv().await
     }
 }
 
 impl futures::Stream for StreamReceiver {
     type Item = Result<Bytes, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        poll_item(&self.h.s, cx)
+        self.h.poll_item(cx)
     }
 }

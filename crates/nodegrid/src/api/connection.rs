@@ -1,9 +1,9 @@
 //! [`Connection`]: the long-lived link to one remote host. It survives reconnects; calls go
 //! through whichever session is live.
 
-use crate::api::call::{CallOptions, StreamCall, StreamOptions};
+use crate::api::call::{CallOptions, StreamCall, StreamOptions, StreamTarget};
 use crate::api::common::Common;
-use crate::error::Error;
+use crate::error::{Error, UnknownHandlerKind};
 use crate::proto::state::ConnState;
 use crate::session::single;
 use crate::session::state::next_mux_id;
@@ -349,7 +349,7 @@ impl Connection {
         payload: impl Into<Bytes>,
     ) -> Result<Bytes, Error> {
         let p: Bytes = payload.into();
-        self.call_inner(handler, None, Some(p), CallOptions::default())
+        self.call_inner(handler, None, Some(p), CallOptions::default(), None)
             .await
             .map(Option::unwrap_or_default)
     }
@@ -361,7 +361,7 @@ impl Connection {
         payload: Option<Bytes>,
         opts: CallOptions,
     ) -> Result<Option<Bytes>, Error> {
-        self.call_inner(handler, None, payload, opts).await
+        self.call_inner(handler, None, payload, opts, None).await
     }
 
     /// A view of this connection that tags calls with a subroute (§3.6a).
@@ -380,28 +380,38 @@ impl Connection {
         payload: Option<Bytes>,
         opts: StreamOptions,
     ) -> Result<StreamCall, Error> {
-        self.open_stream_inner(handler, None, payload, opts).await
+        self.open_stream_inner(handler, None, payload, opts, None)
+            .await
     }
 
+    /// Opens a stream; `name` is the typed handle's name of the handler, if any (else this
+    /// node's registration names it in errors).
     pub(crate) async fn open_stream_inner(
         &self,
         handler: HandlerId,
         subroute: Option<&str>,
         payload: Option<Bytes>,
         opts: StreamOptions,
+        name: Option<&'static str>,
     ) -> Result<StreamCall, Error> {
+        let registry = &self.inner.common.registry;
+        let unknown = |kind| {
+            let registered = match name {
+                Some(_) => None,
+                None => registry.stream_name(handler, subroute),
+            };
+            let name = name.or(registered.as_deref());
+            Error::unknown_handler(handler, name, subroute, self.remote(), kind)
+        };
         if handler == 0 {
-            return Err(Error::UnknownHandler);
+            return Err(unknown(UnknownHandlerKind::ReservedId));
         }
         let caps = match opts.capacities {
             Some(c) => c,
             None => {
-                let e = self
-                    .inner
-                    .common
-                    .registry
+                let e = registry
                     .stream_for_caller(handler, subroute.is_some())
-                    .ok_or(Error::UnknownHandler)?;
+                    .ok_or_else(|| unknown(UnknownHandlerKind::NoLocalStream))?;
                 (e.in_capacity as u32, e.out_capacity)
             }
         };
@@ -410,7 +420,14 @@ impl Connection {
         let mux = self.inner.next_mux();
         let sub = subroute.map(|s| SubrouteId::new(handler, s));
         let h = open::open(sess, mux, caps, handler, sub, payload, opts.timeout).await?;
-        Ok(StreamCall::new(h))
+        let target = StreamTarget {
+            handler,
+            name,
+            subroute: subroute.map(Arc::from),
+            remote: self.inner.remote().clone(),
+            registry: registry.clone(),
+        };
+        Ok(StreamCall::new(h, target))
     }
 
     fn check_size(&self, payload: Option<&Bytes>) -> Result<(), Error> {
@@ -424,18 +441,45 @@ impl Connection {
         }
     }
 
+    /// Sends a single request; `name` is the typed handle's name of the handler, if any
+    /// (else this node's registration names it in errors).
     pub(crate) async fn call_inner(
         &self,
         handler: HandlerId,
         subroute: Option<&str>,
         payload: Option<Bytes>,
         opts: CallOptions,
+        name: Option<&'static str>,
     ) -> Result<Option<Bytes>, Error> {
-        let r = self.call_raw(handler, subroute, payload, opts).await;
-        if let Err(e) = &r {
+        let mut r = self.call_raw(handler, subroute, payload, opts, name).await;
+        if let Err(e) = &mut r {
+            if e.is_invalid_handler_answer() {
+                *e = self.unknown_single(handler, subroute, name);
+            }
             self.inner.link.counters.record_error(e);
         }
         r
+    }
+
+    /// [`Error::UnknownHandler`] for a single request that found no handler (named from the
+    /// typed handle, else from this node's registration of the same handler).
+    fn unknown_single(
+        &self,
+        handler: HandlerId,
+        subroute: Option<&str>,
+        name: Option<&str>,
+    ) -> Error {
+        let registered = match name {
+            Some(_) => None,
+            None => self.inner.common.registry.single_name(handler, subroute),
+        };
+        let kind = if handler == 0 {
+            UnknownHandlerKind::ReservedId
+        } else {
+            UnknownHandlerKind::NotOnRemote
+        };
+        let name = name.or(registered.as_deref());
+        Error::unknown_handler(handler, name, subroute, self.remote(), kind)
     }
 
     async fn call_raw(
@@ -444,9 +488,10 @@ impl Connection {
         subroute: Option<&str>,
         payload: Option<Bytes>,
         opts: CallOptions,
+        name: Option<&str>,
     ) -> Result<Option<Bytes>, Error> {
         if handler == 0 {
-            return Err(Error::UnknownHandler);
+            return Err(self.unknown_single(handler, subroute, name));
         }
         self.check_size(payload.as_ref())?;
         let timeout = opts.timeout_or(self.inner.common.cfg.default_request_timeout);
@@ -585,6 +630,7 @@ impl Subroute {
                 Some(&self.name),
                 Some(payload.into()),
                 CallOptions::default(),
+                None,
             )
             .await
             .map(Option::unwrap_or_default)
@@ -598,7 +644,7 @@ impl Subroute {
         opts: CallOptions,
     ) -> Result<Option<Bytes>, Error> {
         self.conn
-            .call_inner(handler, Some(&self.name), payload, opts)
+            .call_inner(handler, Some(&self.name), payload, opts, None)
             .await
     }
 
@@ -610,7 +656,7 @@ impl Subroute {
         opts: StreamOptions,
     ) -> Result<StreamCall, Error> {
         self.conn
-            .open_stream_inner(handler, Some(&self.name), payload, opts)
+            .open_stream_inner(handler, Some(&self.name), payload, opts, None)
             .await
     }
 }

@@ -40,12 +40,65 @@ pub(crate) struct ManagerShared {
     front_door: Arc<FrontDoorCounters>,
 }
 
-/// Registration options of a streaming handler.
+/// Registration options of a single-request handler: its name and subroute, for
+/// [`Manager::register_single_with`].
+///
+/// ```no_run
+/// # fn f(mgr: &nodegrid::Manager) -> Result<(), nodegrid::ConfigError> {
+/// use bytes::Bytes;
+/// use nodegrid::{handler::Request, RemoteError, SingleSpec};
+///
+/// mgr.register_single_with(12, SingleSpec::new().name("kv.get").subroute("kv/1"), |r: Request| async move {
+///     Ok::<_, RemoteError>(Bytes::from(format!("value of {:?}", r.bytes())))
+/// })?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SingleSpec {
+    subroute: Option<String>,
+    name: Option<String>,
+}
+
+impl SingleSpec {
+    /// No name, no subroute.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the handler. The name appears in caller-side errors (a caller that finds the
+    /// handler missing on a peer names it from its own registration), in the call observer's
+    /// [`CallRecord::name`] and so in audit records. It never travels on the wire. Without
+    /// one, texts show the handler ID.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Registers under a subroute (PROTOCOL.md §3.6a).
+    pub fn subroute(mut self, s: impl Into<String>) -> Self {
+        self.subroute = Some(s.into());
+        self
+    }
+}
+
+/// Registration options of a streaming handler, for [`Manager::register_stream`].
+///
+/// ```no_run
+/// # fn f(mgr: &nodegrid::Manager) -> Result<(), nodegrid::ConfigError> {
+/// use nodegrid::{RemoteError, StreamContext, StreamInput, StreamOutput, StreamSpec};
+///
+/// let spec = StreamSpec::new().name("kv.watch").in_capacity(0).out_capacity(16);
+/// mgr.register_stream(13, spec, |_ctx: StreamContext, _in: StreamInput, out: StreamOutput| async move {
+///     out.send("changed".into()).await.map_err(|e| RemoteError::new(e.to_string()))
+/// })?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
     in_capacity: usize,
     out_capacity: usize,
     subroute: Option<String>,
+    name: Option<String>,
     with_payload: bool,
     max_concurrent: usize,
 }
@@ -56,6 +109,7 @@ impl Default for StreamSpec {
             in_capacity: 1,
             out_capacity: 1,
             subroute: None,
+            name: None,
             with_payload: true,
             max_concurrent: usize::MAX,
         }
@@ -63,9 +117,16 @@ impl Default for StreamSpec {
 }
 
 impl StreamSpec {
-    /// In 1, out 1, with payload, no subroute (the reference's typed defaults).
+    /// In 1, out 1, with payload, no subroute, no name (the reference's typed defaults).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Names the handler, as [`SingleSpec::name`] does: for caller-side errors, the call
+    /// observer and audit records; never on the wire.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// Input items buffered on the callee (0 = the handler takes no input).
@@ -172,22 +233,44 @@ impl ManagerBuilder {
             name: "auth",
             reason: "an authentication provider is required",
         })?;
+        if let Some(p) = auth.credential_problem() {
+            return Err(ConfigError::Credentials(p));
+        }
+        let mut targets = HashMap::new();
+        // Each address (host:port, default ports filled in) and the first string naming it.
+        let mut addresses: HashMap<String, &str> = HashMap::new();
+        for h in &self.hosts {
+            let t = Target::try_parse(h)?;
+            if t.tls && self.tls.is_none() && self.dialer.is_none() {
+                return Err(ConfigError::TlsRequired(h.clone()));
+            }
+            if let Some(first) = addresses.insert(t.address(), h) {
+                return Err(if first == h {
+                    ConfigError::DuplicateHost(h.clone())
+                } else {
+                    ConfigError::SameAddress {
+                        first: first.to_string(),
+                        second: h.clone(),
+                        address: t.address(),
+                    }
+                });
+            }
+            targets.insert(h.clone(), t);
+        }
         let count = self.hosts.iter().filter(|h| **h == self.local).count();
         if count != 1 {
+            // Say why the local host is not found, if its string alone tells.
+            let local = Target::try_parse(&self.local)?;
+            if let Some(listed) = addresses.get(&local.address()) {
+                return Err(ConfigError::LocalHostSpelling {
+                    local: self.local,
+                    listed: listed.to_string(),
+                });
+            }
             return Err(ConfigError::LocalHost {
                 local: self.local,
                 count,
             });
-        }
-        let mut targets = HashMap::new();
-        for h in &self.hosts {
-            let t = Target::parse(h).ok_or_else(|| ConfigError::InvalidHost(h.clone()))?;
-            if t.tls && self.tls.is_none() && self.dialer.is_none() {
-                return Err(ConfigError::TlsRequired(h.clone()));
-            }
-            if targets.insert(h.clone(), t).is_some() {
-                return Err(ConfigError::DuplicateHost(h.clone()));
-            }
         }
         let local_tls = targets.get(&self.local).is_some_and(|t| t.tls);
         if tokio::runtime::Handle::try_current().is_err() {
@@ -353,12 +436,10 @@ impl Manager {
         Ok(())
     }
 
-    /// Registers a single-request handler.
+    /// Registers a single-request handler (no name, no subroute; see
+    /// [`Manager::register_single_with`]).
     pub fn register_single(&self, id: HandlerId, h: impl SingleHandler) -> Result<(), ConfigError> {
-        self.shared
-            .common
-            .registry
-            .add_single(id, None, Arc::new(h))
+        self.register_single_with(id, SingleSpec::new(), h)
     }
 
     /// Registers a single-request handler under a subroute.
@@ -368,13 +449,38 @@ impl Manager {
         subroute: &str,
         h: impl SingleHandler,
     ) -> Result<(), ConfigError> {
-        self.shared
-            .common
-            .registry
-            .add_single(id, Some(subroute), Arc::new(h))
+        self.register_single_with(id, SingleSpec::new().subroute(subroute), h)
     }
 
-    /// Registers a streaming handler.
+    /// Registers a single-request handler with a name and/or subroute.
+    ///
+    /// ```no_run
+    /// # fn f(mgr: &nodegrid::Manager) -> Result<(), nodegrid::ConfigError> {
+    /// use nodegrid::{handler::Request, RemoteError, SingleSpec};
+    /// mgr.register_single_with(12, SingleSpec::new().name("kv.get"), |r: Request| async move {
+    ///     Ok::<_, RemoteError>(r.bytes())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails for handler 0, for a name that is empty or has control characters, and for a
+    /// second registration of the same ID (and subroute).
+    pub fn register_single_with(
+        &self,
+        id: HandlerId,
+        spec: SingleSpec,
+        h: impl SingleHandler,
+    ) -> Result<(), ConfigError> {
+        self.shared.common.registry.add_single(
+            id,
+            spec.subroute.as_deref(),
+            spec.name.as_deref(),
+            Arc::new(h),
+        )
+    }
+
+    /// Registers a streaming handler; the spec gives its capacities, subroute and name.
+    /// Fails as [`Manager::register_single_with`] does.
     pub fn register_stream(
         &self,
         id: HandlerId,
@@ -384,6 +490,7 @@ impl Manager {
         let entry = StreamEntry {
             handler: Arc::new(h),
             subroute: spec.subroute.as_deref().map(Arc::from),
+            name: spec.name.as_deref().map(Arc::from),
             in_capacity: spec.in_capacity,
             out_capacity: spec.out_capacity,
             with_payload: spec.with_payload,

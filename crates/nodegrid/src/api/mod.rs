@@ -12,4 +12,6 @@ pub mod typed;
 
 pub use self::call::{CallOptions, StreamCall, StreamOptions, StreamReceiver, StreamSender};
 pub use self::connection::{Connection, MuxCounts, Subroute};
-pub use self::manager::{Manager, ManagerBuilder, StreamSpec, DEFAULT_ROUTE, LOCK_ROUTE};
+pub use self::manager::{
+    Manager, ManagerBuilder, SingleSpec, StreamSpec, DEFAULT_ROUTE, LOCK_ROUTE,
+};

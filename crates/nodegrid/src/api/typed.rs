@@ -12,16 +12,22 @@
 //! #[derive(Serialize, Deserialize)]
 //! struct DiskInfo { free: u64 }
 //!
-//! const DISK_INFO: TypedHandler<DiskInfoReq, DiskInfo> = TypedHandler::new(9);
+//! const DISK_INFO: TypedHandler<DiskInfoReq, DiskInfo> =
+//!     TypedHandler::new(9).with_name("disk.info");
 //! DISK_INFO.register(&mgr, |req, _info| async move { Ok(DiskInfo { free: 42 }) })?;
 //! let info = DISK_INFO.call(&conn, &DiskInfoReq { disk: "/d1".into() }).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! The name (optional) appears in the caller's errors (`handler 9 "disk.info" is not
+//! registered on http://…`, codec errors), in the callee's call observer
+//! ([`crate::observe::CallRecord::name`]) and so in audit records. It never travels on the
+//! wire.
 
 use crate::api::call::{CallOptions, StreamCall, StreamOptions};
 use crate::api::connection::Connection;
-use crate::api::manager::{Manager, StreamSpec};
-use crate::error::{ConfigError, Error, RemoteError};
+use crate::api::manager::{Manager, SingleSpec, StreamSpec};
+use crate::error::{ConfigError, Error, HandlerLabel, RemoteError};
 use crate::session::{Request, StreamContext, StreamInput, StreamOutput};
 use crate::wire::HandlerId;
 use bytes::Bytes;
@@ -52,17 +58,28 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     rmp_serde::from_slice(b).map_err(|e| e.to_string())
 }
 
-fn codec_err(handler: HandlerId, what: &str, e: String) -> Error {
+fn codec_err(handler: HandlerId, name: Option<&str>, what: &str, e: String) -> Error {
     Error::Codec {
         handler,
+        name: name.map(str::to_string),
         message: format!("{what}: {e}"),
     }
+}
+
+/// The callee's remote error for a payload that does not decode or encode:
+/// `handler 9 "disk.info": decode request: <decoder's message>`.
+fn codec_remote_err(handler: HandlerId, name: Option<&str>, what: &str, e: String) -> RemoteError {
+    RemoteError(format!(
+        "{}: {what}: {e}",
+        HandlerLabel::new(handler, name, None)
+    ))
 }
 
 /// A typed single-request handler.
 pub struct TypedHandler<Req, Resp> {
     id: HandlerId,
     enc: Encoding,
+    name: Option<&'static str>,
     _t: PhantomData<fn(Req) -> Resp>,
 }
 
@@ -75,7 +92,11 @@ impl<Req, Resp> Copy for TypedHandler<Req, Resp> {}
 
 impl<Req, Resp> std::fmt::Debug for TypedHandler<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TypedHandler({})", self.id)
+        write!(
+            f,
+            "TypedHandler({})",
+            HandlerLabel::new(self.id, self.name, None)
+        )
     }
 }
 
@@ -84,11 +105,12 @@ where
     Req: Serialize + DeserializeOwned + Send + 'static,
     Resp: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// A handler at `id`, encoding structs as maps.
+    /// A handler at `id`, encoding structs as maps, without a name.
     pub const fn new(id: HandlerId) -> Self {
         TypedHandler {
             id,
             enc: Encoding::Map,
+            name: None,
             _t: PhantomData,
         }
     }
@@ -98,6 +120,24 @@ where
         TypedHandler {
             id: self.id,
             enc,
+            name: self.name,
+            _t: PhantomData,
+        }
+    }
+
+    /// The same handler with a name, used on both ends: in the caller's errors and in the
+    /// callee's registration (call observer, audit). It never travels on the wire.
+    ///
+    /// ```
+    /// use nodegrid::handler::typed::TypedHandler;
+    /// const GET: TypedHandler<String, Vec<u8>> = TypedHandler::new(12).with_name("kv.get");
+    /// assert_eq!(GET.name(), Some("kv.get"));
+    /// ```
+    pub const fn with_name(self, name: &'static str) -> Self {
+        TypedHandler {
+            id: self.id,
+            enc: self.enc,
+            name: Some(name),
             _t: PhantomData,
         }
     }
@@ -107,23 +147,31 @@ where
         self.id
     }
 
-    /// Registers `f` on `mgr`. A request that does not decode is answered with a remote
-    /// error naming the handler.
+    /// The handler's name, if it has one.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// Registers `f` on `mgr` (under the handler's name, if any). A request that does not
+    /// decode is answered with a remote error naming the handler.
     pub fn register<F, Fut>(&self, mgr: &Manager, f: F) -> Result<(), ConfigError>
     where
         F: Fn(Req, Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
     {
-        let (id, enc) = (self.id, self.enc);
+        let (id, enc, name) = (self.id, self.enc, self.name);
         let f = std::sync::Arc::new(f);
-        mgr.register_single(id, move |r: Request| {
+        let mut spec = SingleSpec::new();
+        if let Some(n) = name {
+            spec = spec.name(n);
+        }
+        mgr.register_single_with(id, spec, move |r: Request| {
             let f = f.clone();
             async move {
                 let req: Req = decode(&r.bytes())
-                    .map_err(|e| RemoteError(format!("handler {id}: decode request: {e}")))?;
+                    .map_err(|e| codec_remote_err(id, name, "decode request", e))?;
                 let resp = f(req, r).await?;
-                encode(enc, &resp)
-                    .map_err(|e| RemoteError(format!("handler {id}: encode response: {e}")))
+                encode(enc, &resp).map_err(|e| codec_remote_err(id, name, "encode response", e))
             }
         })
     }
@@ -140,9 +188,13 @@ where
         req: &Req,
         opts: CallOptions,
     ) -> Result<Resp, Error> {
-        let p = encode(self.enc, req).map_err(|e| codec_err(self.id, "encode request", e))?;
-        let r = conn.call(self.id, Some(p), opts).await?.unwrap_or_default();
-        decode(&r).map_err(|e| codec_err(self.id, "decode response", e))
+        let (id, name) = (self.id, self.name);
+        let p = encode(self.enc, req).map_err(|e| codec_err(id, name, "encode request", e))?;
+        let r = conn
+            .call_inner(id, None, Some(p), opts, name)
+            .await?
+            .unwrap_or_default();
+        decode(&r).map_err(|e| codec_err(id, name, "decode response", e))
     }
 }
 
@@ -153,6 +205,7 @@ pub struct TypedStream<P, In, Out> {
     in_capacity: usize,
     out_capacity: usize,
     subroute: Option<&'static str>,
+    name: Option<&'static str>,
     _t: PhantomData<fn(P, In) -> Out>,
 }
 
@@ -165,7 +218,11 @@ impl<P, In, Out> Copy for TypedStream<P, In, Out> {}
 
 impl<P, In, Out> std::fmt::Debug for TypedStream<P, In, Out> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TypedStream({})", self.id)
+        write!(
+            f,
+            "TypedStream({})",
+            HandlerLabel::new(self.id, self.name, self.subroute)
+        )
     }
 }
 
@@ -173,6 +230,7 @@ impl<P, In, Out> std::fmt::Debug for TypedStream<P, In, Out> {
 pub struct TypedInput<In> {
     inner: StreamInput,
     id: HandlerId,
+    name: Option<&'static str>,
     _t: PhantomData<fn() -> In>,
 }
 
@@ -180,7 +238,7 @@ impl<In: DeserializeOwned> TypedInput<In> {
     /// The next input item; `None` at EOF. An item that does not decode is an error.
     pub async fn recv(&mut self) -> Option<Result<In, Error>> {
         let b = self.inner.recv().await?;
-        Some(decode(&b).map_err(|e| codec_err(self.id, "decode input", e)))
+        Some(decode(&b).map_err(|e| codec_err(self.id, self.name, "decode input", e)))
     }
 }
 
@@ -188,6 +246,7 @@ impl<In: DeserializeOwned> TypedInput<In> {
 pub struct TypedOutput<Out> {
     inner: StreamOutput,
     id: HandlerId,
+    name: Option<&'static str>,
     enc: Encoding,
     _t: PhantomData<fn(Out)>,
 }
@@ -195,7 +254,8 @@ pub struct TypedOutput<Out> {
 impl<Out: Serialize> TypedOutput<Out> {
     /// Sends one output item (waits for flow-control credit).
     pub async fn send(&self, v: &Out) -> Result<(), Error> {
-        let b = encode(self.enc, v).map_err(|e| codec_err(self.id, "encode output", e))?;
+        let b =
+            encode(self.enc, v).map_err(|e| codec_err(self.id, self.name, "encode output", e))?;
         self.inner.send(b).await
     }
 }
@@ -204,6 +264,7 @@ impl<Out: Serialize> TypedOutput<Out> {
 pub struct TypedStreamCall<In, Out> {
     inner: StreamCall,
     id: HandlerId,
+    name: Option<&'static str>,
     enc: Encoding,
     _t: PhantomData<fn(In) -> Out>,
 }
@@ -211,7 +272,8 @@ pub struct TypedStreamCall<In, Out> {
 impl<In: Serialize, Out: DeserializeOwned> TypedStreamCall<In, Out> {
     /// Sends one input item.
     pub async fn send(&self, v: &In) -> Result<(), Error> {
-        let b = encode(self.enc, v).map_err(|e| codec_err(self.id, "encode input", e))?;
+        let b =
+            encode(self.enc, v).map_err(|e| codec_err(self.id, self.name, "encode input", e))?;
         self.inner.send(b).await
     }
 
@@ -223,7 +285,9 @@ impl<In: Serialize, Out: DeserializeOwned> TypedStreamCall<In, Out> {
     /// The next output item; `None` after a clean end.
     pub async fn recv(&mut self) -> Option<Result<Out, Error>> {
         let r = self.inner.recv().await?;
-        Some(r.and_then(|b| decode(&b).map_err(|e| codec_err(self.id, "decode output", e))))
+        Some(r.and_then(|b| {
+            decode(&b).map_err(|e| codec_err(self.id, self.name, "decode output", e))
+        }))
     }
 
     /// The untyped stream.
@@ -238,7 +302,8 @@ where
     In: Serialize + DeserializeOwned + Send + 'static,
     Out: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// A stream handler at `id` with capacities in 1 / out 1, map encoding.
+    /// A stream handler at `id` with capacities in 1 / out 1, map encoding, no subroute, no
+    /// name.
     pub const fn new(id: HandlerId) -> Self {
         TypedStream {
             id,
@@ -246,8 +311,32 @@ where
             in_capacity: 1,
             out_capacity: 1,
             subroute: None,
+            name: None,
             _t: PhantomData,
         }
+    }
+
+    /// Names the handler, as [`TypedHandler::with_name`] does.
+    ///
+    /// ```
+    /// use nodegrid::handler::typed::TypedStream;
+    /// const WATCH: TypedStream<String, (), String> =
+    ///     TypedStream::new(13).capacities(0, 16).with_name("kv.watch");
+    /// assert_eq!(WATCH.name(), Some("kv.watch"));
+    /// ```
+    pub const fn with_name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The handler ID.
+    pub fn id(&self) -> HandlerId {
+        self.id
+    }
+
+    /// The handler's name, if it has one.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
     }
 
     /// Sets the capacities (0 input = the handler takes no input).
@@ -275,13 +364,16 @@ where
         F: Fn(P, TypedInput<In>, TypedOutput<Out>, StreamContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
     {
-        let (id, enc) = (self.id, self.enc);
+        let (id, enc, name) = (self.id, self.enc, self.name);
         let f = std::sync::Arc::new(f);
         let mut spec = StreamSpec::new()
             .in_capacity(self.in_capacity)
             .out_capacity(self.out_capacity);
         if let Some(s) = self.subroute {
             spec = spec.subroute(s);
+        }
+        if let Some(n) = name {
+            spec = spec.name(n);
         }
         mgr.register_stream(
             id,
@@ -290,15 +382,17 @@ where
                 let f = f.clone();
                 async move {
                     let p: P = decode(&ctx.payload.clone().unwrap_or_default())
-                        .map_err(|e| RemoteError(format!("handler {id}: decode payload: {e}")))?;
+                        .map_err(|e| codec_remote_err(id, name, "decode payload", e))?;
                     let input = TypedInput {
                         inner: input,
                         id,
+                        name,
                         _t: PhantomData,
                     };
                     let output = TypedOutput {
                         inner: output,
                         id,
+                        name,
                         enc,
                         _t: PhantomData,
                     };
@@ -315,15 +409,16 @@ where
         payload: &P,
         opts: StreamOptions,
     ) -> Result<TypedStreamCall<In, Out>, Error> {
-        let p = encode(self.enc, payload).map_err(|e| codec_err(self.id, "encode payload", e))?;
+        let (id, name) = (self.id, self.name);
+        let p = encode(self.enc, payload).map_err(|e| codec_err(id, name, "encode payload", e))?;
         let opts = opts.capacities(self.in_capacity as u32, self.out_capacity);
-        let inner = match self.subroute {
-            Some(s) => conn.subroute(s).open_stream(self.id, Some(p), opts).await?,
-            None => conn.open_stream(self.id, Some(p), opts).await?,
-        };
+        let inner = conn
+            .open_stream_inner(id, self.subroute, Some(p), opts, name)
+            .await?;
         Ok(TypedStreamCall {
             inner,
-            id: self.id,
+            id,
+            name,
             enc: self.enc,
             _t: PhantomData,
         })

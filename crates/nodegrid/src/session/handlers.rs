@@ -54,11 +54,12 @@ where
     }
 }
 
-/// A registered single handler and the subroute it was registered under.
+/// A registered single handler, the subroute it was registered under and its name.
 #[derive(Clone)]
 pub(crate) struct SingleEntry {
     pub handler: Arc<dyn SingleHandler>,
     pub subroute: Option<Arc<str>>,
+    pub name: Option<Arc<str>>,
 }
 
 /// A registered streaming handler and its registration options.
@@ -66,6 +67,7 @@ pub(crate) struct SingleEntry {
 pub(crate) struct StreamEntry {
     pub handler: Arc<dyn StreamHandler>,
     pub subroute: Option<Arc<str>>,
+    pub name: Option<Arc<str>>,
     pub in_capacity: usize,
     pub out_capacity: usize,
     pub with_payload: bool,

@@ -191,6 +191,7 @@ pub(crate) fn callee_request(sess: &Arc<Session>, m: Message) {
         seq: m.seq,
         handler: m.handler,
         subroute: entry.subroute.clone(),
+        name: entry.name.clone(),
         received,
         bytes_in: m.payload.len() as u64,
         tracked: false,
@@ -270,6 +271,7 @@ struct SingleInfo {
     seq: u32,
     handler: u8,
     subroute: Option<Arc<str>>,
+    name: Option<Arc<str>>,
     /// Set only when a call observer is installed.
     received: Option<Instant>,
     bytes_in: u64,
@@ -294,6 +296,7 @@ fn finish_single(sess: &Arc<Session>, info: &SingleInfo, res: Option<Result<Byte
         obs(&observe::CallRecord {
             kind: observe::CallKind::Single,
             handler: info.handler,
+            name: info.name.as_deref(),
             subroute: info.subroute.as_deref(),
             caller: &sess.link.remote,
             time_to_first_byte: d,

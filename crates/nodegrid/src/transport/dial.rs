@@ -3,6 +3,7 @@
 //! [`IoHalves`] a connected stream is split into.
 
 use super::tls::TlsConfig;
+use crate::error::ConfigError;
 use futures::future::BoxFuture;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -64,32 +65,47 @@ pub struct Target {
 
 impl Target {
     /// Parses a host string. Accepts `http://`, `https://`, `ws://` and `wss://`; the port
-    /// defaults to 80 / 443.
+    /// defaults to 80 / 443. Nothing may follow `host:port` (see [`Target::try_parse`] for
+    /// the reason a string is refused).
     pub fn parse(host_string: &str) -> Option<Target> {
-        let (tls, rest) = if let Some(r) = host_string.strip_prefix("http://") {
-            (false, r)
-        } else if let Some(r) = host_string.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = host_string.strip_prefix("ws://") {
-            (false, r)
-        } else if let Some(r) = host_string.strip_prefix("wss://") {
-            (true, r)
-        } else {
-            return None;
-        };
-        let authority = rest.split('/').next().unwrap_or("");
-        if authority.is_empty() || authority.contains(['@', ' ', '?', '#']) {
-            return None;
+        Target::try_parse(host_string).ok()
+    }
+
+    /// Parses a host string, or says what is wrong with it and what to write instead:
+    /// [`ConfigError::InvalidHost`] for a string that is not `scheme://host[:port]`,
+    /// [`ConfigError::HostPath`] for one with anything after `host:port` (a path, even a
+    /// lone trailing `/`, a query or a fragment).
+    ///
+    /// ```
+    /// use nodegrid::transport::Target;
+    /// let t = Target::try_parse("http://10.0.0.1").unwrap();
+    /// assert_eq!(t.authority, "10.0.0.1:80");
+    /// assert_eq!(
+    ///     Target::try_parse("http://10.0.0.1:9000/").unwrap_err().to_string(),
+    ///     r#"host string "http://10.0.0.1:9000/" ends with '/': write "http://10.0.0.1:9000""#
+    /// );
+    /// ```
+    pub fn try_parse(host_string: &str) -> Result<Target, ConfigError> {
+        let invalid = || ConfigError::InvalidHost(host_string.to_string());
+        let (scheme, tls) = ["http://", "https://", "ws://", "wss://"]
+            .into_iter()
+            .zip([false, true, false, true])
+            .find(|(p, _)| host_string.starts_with(p))
+            .ok_or_else(invalid)?;
+        let rest = &host_string[scheme.len()..];
+        let (authority, after) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        if authority.is_empty() || authority.contains(['@', ' ']) {
+            return Err(invalid());
         }
         let (hostname, port) = if let Some(stripped) = authority.strip_prefix('[') {
             // [v6]:port
-            let end = stripped.find(']')?;
+            let end = stripped.find(']').ok_or_else(invalid)?;
             let host = &stripped[..end];
             let after = &stripped[end + 1..];
             let port = match after.strip_prefix(':') {
                 Some(p) => Some(p),
                 None if after.is_empty() => None,
-                None => return None,
+                None => return Err(invalid()),
             };
             (host.to_string(), port)
         } else {
@@ -99,29 +115,38 @@ impl Target {
             }
         };
         if hostname.is_empty() {
-            return None;
+            return Err(invalid());
         }
         let port: u16 = match port {
-            Some(p) => p.parse().ok()?,
-            None => {
-                if tls {
-                    443
-                } else {
-                    80
-                }
-            }
+            Some(p) => p.parse().map_err(|_| invalid())?,
+            None if tls => 443,
+            None => 80,
         };
+        if !after.is_empty() {
+            return Err(ConfigError::HostPath {
+                host: host_string.to_string(),
+                rest: after.to_string(),
+                expected: format!("{scheme}{authority}"),
+            });
+        }
         let authority = if hostname.contains(':') {
             format!("[{hostname}]:{port}")
         } else {
             format!("{hostname}:{port}")
         };
-        Some(Target {
+        Ok(Target {
             host_string: host_string.to_string(),
             authority,
             hostname,
             tls,
         })
+    }
+
+    /// The address this target names, for comparing host strings: `host:port` with the
+    /// default port filled in and the host name in lower case (`http://A` and `http://a:80`
+    /// both give `a:80`).
+    pub fn address(&self) -> String {
+        self.authority.to_ascii_lowercase()
     }
 }
 
@@ -197,8 +222,62 @@ mod tests {
             "http://x:notaport",
             "http://a@b:1",
             "10.0.0.1:9000",
+            "http://[::1",
+            "http://[::1]x",
         ] {
+            assert_eq!(
+                Target::try_parse(bad),
+                Err(ConfigError::InvalidHost(bad.to_string())),
+                "{bad:?}"
+            );
             assert!(Target::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn anything_after_the_port_is_refused_with_the_string_to_write() {
+        for (bad, rest, expected) in [
+            ("http://a:1/", "/", "http://a:1"),
+            ("http://a/", "/", "http://a"),
+            (
+                "https://a:9000/minio/grid/v1",
+                "/minio/grid/v1",
+                "https://a:9000",
+            ),
+            ("http://[::1]:9000/", "/", "http://[::1]:9000"),
+            ("http://a:1?x=1", "?x=1", "http://a:1"),
+            ("http://a:1#f", "#f", "http://a:1"),
+        ] {
+            assert_eq!(
+                Target::try_parse(bad),
+                Err(ConfigError::HostPath {
+                    host: bad.into(),
+                    rest: rest.into(),
+                    expected: expected.into(),
+                }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            Target::try_parse("http://a:1/").unwrap_err().to_string(),
+            r#"host string "http://a:1/" ends with '/': write "http://a:1""#
+        );
+        assert_eq!(
+            Target::try_parse("https://a:9000/minio/grid/v1")
+                .unwrap_err()
+                .to_string(),
+            r#"host string "https://a:9000/minio/grid/v1" has "/minio/grid/v1" after host:port: write "https://a:9000" (the route path is set with ManagerBuilder::route)"#
+        );
+    }
+
+    #[test]
+    fn addresses_fill_in_default_ports_and_ignore_case() {
+        let addr = |h: &str| Target::parse(h).unwrap().address();
+        assert_eq!(addr("http://a"), "a:80");
+        assert_eq!(addr("http://A:80"), "a:80");
+        assert_eq!(addr("https://a"), "a:443");
+        assert_eq!(addr("wss://a:443"), "a:443");
+        assert_eq!(addr("http://[::1]"), "[::1]:80");
+        assert_ne!(addr("http://a:81"), addr("http://a"));
     }
 }

@@ -107,8 +107,32 @@ pub(crate) fn invalid_handler_text(id: HandlerId, sub: Option<&SubrouteId>) -> S
     }
 }
 
+/// Whether `text` is a callee's answer to a call for an unregistered handler: one of the
+/// texts of [`invalid_handler_text`], from any version of the reference (whose names move
+/// between releases, PROTOCOL.md §7.1) or from nodegrid.
+pub(crate) fn is_invalid_handler_text(text: &str) -> bool {
+    text == "Invalid Handler" || text.starts_with("Invalid Handler for type: ")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recognised() {
+        use super::{invalid_handler_text, is_invalid_handler_text};
+        use crate::wire::SubrouteId;
+        assert!(is_invalid_handler_text(&invalid_handler_text(0, None)));
+        assert!(is_invalid_handler_text(&invalid_handler_text(12, None)));
+        assert!(is_invalid_handler_text(&invalid_handler_text(
+            12,
+            Some(&SubrouteId::new(12, "kv/nope"))
+        )));
+        assert!(is_invalid_handler_text(
+            "Invalid Handler for type: SomeOtherRelease"
+        ));
+        assert!(!is_invalid_handler_text("Invalid Handler for typ"));
+        assert!(!is_invalid_handler_text("handler failed: Invalid Handler"));
+    }
+
     #[test]
     fn table() {
         assert_eq!(super::handler_name(70), "WriteAll");

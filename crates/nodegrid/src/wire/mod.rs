@@ -35,7 +35,7 @@ pub use dial::should_dial;
 pub use error::{DecodeError, EncodeError};
 pub use flags::Flags;
 pub use handler_names::handler_name;
-pub(crate) use handler_names::invalid_handler_text;
+pub(crate) use handler_names::{invalid_handler_text, is_invalid_handler_text};
 pub use ids::{HandlerId, MuxId};
 pub use merged::{
     encode_merged, split_frame, FrameMessages, MergedBuilder, MERGED_HEADER_MAX_LEN,

@@ -119,6 +119,7 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
     let mux = m.mux_id;
     let (handler_id, subroute, initial_len) =
         (m.handler, entry.subroute.clone(), m.payload.len() as u64);
+    let name = entry.name.clone();
     tokio::spawn(async move {
         let _slot = slot;
         let handler = entry.handler;
@@ -177,6 +178,7 @@ pub(crate) fn on_connect_mux(sess: &Arc<Session>, m: Message) {
             obs(&observe::CallRecord {
                 kind: observe::CallKind::Stream,
                 handler: handler_id,
+                name: name.as_deref(),
                 subroute: subroute.as_deref(),
                 caller: &sess.link.remote,
                 time_to_first_byte: g
