@@ -8,24 +8,44 @@ use nodegrid::{GridConfig, Manager};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Installs a subscriber at ERROR level unless RUST_LOG is set (tests stay quiet).
+/// Installs the process's subscriber (once): the test writer at ERROR level unless RUST_LOG is
+/// set (tests stay quiet), plus the capture of every WARN and above for [`capture_logs`].
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let shown = tracing_subscriber::fmt::layer()
         .with_test_writer()
+        .with_filter(filter);
+    let captured = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .without_time()
+        .with_writer(|| LogWriter(captured_lines().clone()))
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::registry()
+        .with(shown)
+        .with(captured)
         .try_init();
+}
+
+/// Every WARN (and above) line of this test process, in order.
+fn captured_lines() -> &'static Logs {
+    static LINES: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LINES.get_or_init(Logs::default)
 }
 
 /// Log lines captured by [`capture_logs`].
 #[derive(Clone, Default)]
-pub struct Logs(std::sync::Arc<parking_lot::Mutex<Vec<String>>>);
+pub struct Logs(std::sync::Arc<parking_lot::Mutex<Vec<String>>>, usize);
 
 impl Logs {
-    /// The captured lines (ANSI-free, one per event).
+    /// The lines captured since this handle was made (ANSI-free, one per event). Tests of one
+    /// binary run in parallel and share the capture: match on something unique to the test,
+    /// such as its host strings.
     pub fn lines(&self) -> Vec<String> {
-        self.0.lock().clone()
+        self.0.lock().iter().skip(self.1).cloned().collect()
     }
 
     /// The captured lines that contain `needle`.
@@ -53,18 +73,21 @@ impl std::io::Write for LogWriter {
     }
 }
 
-/// Captures the events at `level` and above emitted on this thread (the tasks of a
-/// current-thread runtime) until the guard is dropped.
-pub fn capture_logs(level: tracing::Level) -> (tracing::subscriber::DefaultGuard, Logs) {
-    let logs = Logs::default();
-    let l2 = logs.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || LogWriter(l2.clone()))
-        .finish();
-    (tracing::subscriber::set_default(sub), logs)
+/// Returned by [`capture_logs`]; kept for the shape of the call sites (the capture is global).
+pub struct CaptureGuard;
+
+/// Captures the events at WARN and above emitted from now on, by any thread of this test
+/// process (one global subscriber: a thread-local one misses events whose callsites were
+/// registered while another thread's subscriber was being installed).
+pub fn capture_logs(level: tracing::Level) -> (CaptureGuard, Logs) {
+    assert!(
+        level <= tracing::Level::WARN,
+        "the capture records WARN and above"
+    );
+    init_tracing();
+    let all = captured_lines();
+    let start = all.0.lock().len();
+    (CaptureGuard, Logs(all.0.clone(), start))
 }
 
 pub const TOKEN: &str = "test-cluster-token";
