@@ -219,6 +219,10 @@ async fn time_to_close(
 /// each of them for 120 s. Now each is closed within `handshake_timeout` (10 s) + 1 s, and
 /// the bench sees no error.
 fn flood_while_benching(tls: bool) {
+    // One flood at a time: two nodes, two benches and 4,000 sockets at once would measure the
+    // machine's scheduling on 2 cores more than the node's time limits.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     raise_fd_limit();
     let scheme = if tls { "https" } else { "http" };
     let (node_port, bench_port) = (free_port(), free_port());
@@ -298,11 +302,15 @@ fn flood_while_benching(tls: bool) {
         }
         out
     });
-    let open: usize = times.iter().filter(|t| t.is_none()).count();
+    let open: Vec<usize> = (0..times.len()).filter(|i| times[*i].is_none()).collect();
     let slowest = times.iter().flatten().max().copied().unwrap_or_default();
-    assert_eq!(
-        open, 0,
-        "sockets still open after {limit:?} (slowest closed: {slowest:?})"
+    assert!(
+        open.is_empty(),
+        "{} sockets still open after {limit:?} (silent: {}, half-sent: {}; slowest closed: \
+         {slowest:?})",
+        open.len(),
+        open.iter().filter(|i| *i % 2 == 0).count(),
+        open.iter().filter(|i| *i % 2 == 1).count(),
     );
     let out = bench.wait_with_output().unwrap();
     let json: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)

@@ -306,12 +306,19 @@ impl Door {
             return; // dropping the stream closes it
         };
         let _ = tcp.set_nodelay(true);
-        conns.spawn(self.clone().serve_one(tcp, peer, slot));
+        // Counted from the accept, not from when the connection's task first runs.
+        let deadline = Instant::now() + self.cfg.handshake_timeout;
+        conns.spawn(self.clone().serve_one(tcp, peer, slot, deadline));
     }
 
-    async fn serve_one(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: PreAuthSlot) {
+    async fn serve_one(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        slot: PreAuthSlot,
+        deadline: Instant,
+    ) {
         let _open = Gauge::up(&self.counters.open);
-        let deadline = Instant::now() + self.cfg.handshake_timeout;
         let Some(tls) = &self.tls else {
             return self.serve_http(tcp, peer, None, slot, deadline).await;
         };
