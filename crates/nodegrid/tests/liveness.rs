@@ -10,17 +10,17 @@
 mod common;
 
 use bytes::Bytes;
-use common::rawpeer::{dialing_host_for, RawPeer};
+use common::driver::{Driver, StreamPongs};
+use common::rawpeer::dialing_host_for;
 use nodegrid::auth::Auth;
 use nodegrid::handler::Request;
 use nodegrid::transport::MemoryNetwork;
-use nodegrid::wire::{Flags, GridTime, Message, Op, PingPayload, PongPayload};
+use nodegrid::wire::{Flags, Message, Op};
 use nodegrid::{
     Error, GridConfig, Manager, RemoteError, StreamContext, StreamInput, StreamOptions,
     StreamOutput, StreamSpec,
 };
 use std::time::Duration;
-use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -91,107 +91,6 @@ async fn node() -> Node {
     }
 }
 
-/// How the raw peer answers stream pings (it always answers connection pings).
-#[derive(Clone, Copy)]
-enum StreamPongs {
-    Never,
-    NotFound,
-    Error,
-}
-
-/// A raw peer driven by its own task: connection pings are answered there, every other
-/// message is handed to the test, and the test's messages are sent.
-struct Driver {
-    from_node: mpsc::UnboundedReceiver<Message>,
-    to_node: mpsc::UnboundedSender<Message>,
-}
-
-impl Driver {
-    async fn connect(n: &Node, pongs: StreamPongs) -> Driver {
-        let io = n.net.connect_raw(&n.fake, &n.host).unwrap();
-        let (mut p, code) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "live").await;
-        assert_eq!(code, 101);
-        let r = p.handshake(&n.fake, "live", GridTime::now()).await;
-        assert!(r.accepted, "{}", r.rejected_reason);
-        let (in_tx, from_node) = mpsc::unbounded_channel();
-        let (to_node, out_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(p, pongs, in_tx, out_rx));
-        Driver { from_node, to_node }
-    }
-
-    fn send(&self, m: Message) {
-        self.to_node.send(m).expect("raw peer task alive");
-    }
-
-    /// The next message with `op` (bounded in time), and those skipped before it.
-    async fn next(&mut self, op: Op, limit: Duration) -> (Message, Vec<Message>) {
-        let mut skipped = Vec::new();
-        let r = tokio::time::timeout(limit, async {
-            loop {
-                let m = self.from_node.recv().await.expect("node closed the socket");
-                if m.op == op {
-                    return m;
-                }
-                skipped.push(m);
-            }
-        })
-        .await;
-        match r {
-            Ok(m) => (m, skipped),
-            Err(_) => panic!("no {op:?} within {limit:?}; got {skipped:?}"),
-        }
-    }
-}
-
-async fn run(
-    mut p: RawPeer<DuplexStream>,
-    pongs: StreamPongs,
-    in_tx: mpsc::UnboundedSender<Message>,
-    mut out_rx: mpsc::UnboundedReceiver<Message>,
-) {
-    loop {
-        tokio::select! {
-            m = p.recv_msg() => {
-                let Some(m) = m else { return };
-                if m.op == Op::Ping && m.mux_id == 0 {
-                    let t = PingPayload::decode(&m.payload).unwrap_or_default().t;
-                    let mut pong = m.clone();
-                    pong.op = Op::Pong;
-                    pong.payload = PongPayload { t, ..Default::default() }.encode();
-                    p.send(&pong).await;
-                    continue;
-                }
-                if m.op == Op::Ping {
-                    let payload = match pongs {
-                        StreamPongs::Never => None,
-                        StreamPongs::NotFound => Some(PongPayload {
-                            not_found: true,
-                            ..Default::default()
-                        }),
-                        StreamPongs::Error => Some(PongPayload {
-                            err: Some("stream lost in a test".to_string()),
-                            ..Default::default()
-                        }),
-                    };
-                    if let Some(pl) = payload {
-                        let mut pong = Message::new(Op::Pong, m.mux_id);
-                        pong.seq = m.seq;
-                        pong.payload = pl.encode();
-                        p.send(&pong).await;
-                    }
-                }
-                if in_tx.send(m).is_err() {
-                    return;
-                }
-            }
-            m = out_rx.recv() => {
-                let Some(m) = m else { return };
-                p.send(&m).await;
-            }
-        }
-    }
-}
-
 /// Opens a stream from the node to the raw peer, which acknowledges it; returns the call,
 /// its mux ID and when it was acknowledged.
 async fn open_to_raw(n: &Node, d: &mut Driver) -> (nodegrid::StreamCall, u64, Instant) {
@@ -210,7 +109,7 @@ async fn open_to_raw(n: &Node, d: &mut Driver) -> (nodegrid::StreamCall, u64, In
 #[tokio::test(start_paused = true)]
 async fn a_caller_stream_fails_when_the_callee_never_answers_its_pings() {
     let n = node().await;
-    let mut d = Driver::connect(&n, StreamPongs::Never).await;
+    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "live", StreamPongs::Never).await;
     let (mut s, mux, t0) = open_to_raw(&n, &mut d).await;
     let e = tokio::time::timeout(SECS(120), s.recv())
         .await
@@ -252,7 +151,7 @@ async fn a_pong_saying_not_found_terminates_the_caller_stream() {
         ),
     ] {
         let n = node().await;
-        let mut d = Driver::connect(&n, mode).await;
+        let mut d = Driver::connect(&n.net, &n.fake, &n.host, "live", mode).await;
         let (mut s, mux, t0) = open_to_raw(&n, &mut d).await;
         let e = tokio::time::timeout(SECS(60), s.recv())
             .await
@@ -284,7 +183,7 @@ fn connect_mux(mux: u64, name: &str) -> Message {
 #[tokio::test(start_paused = true)]
 async fn a_callee_stream_without_pings_is_cancelled_after_60_s() {
     let mut n = node().await;
-    let mut d = Driver::connect(&n, StreamPongs::Never).await;
+    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "live", StreamPongs::Never).await;
     let conn = n.m.connection(&n.fake).unwrap();
     // Stream "silent" is never pinged; stream "pinged" is pinged every 10 s.
     d.send(connect_mux(1, "silent"));
@@ -348,7 +247,7 @@ async fn a_callee_stream_without_pings_is_cancelled_after_60_s() {
 #[tokio::test(start_paused = true)]
 async fn the_callee_enforces_a_single_requests_deadline_itself() {
     let mut n = node().await;
-    let mut d = Driver::connect(&n, StreamPongs::Never).await;
+    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "live", StreamPongs::Never).await;
     let conn = n.m.connection(&n.fake).unwrap();
     // A MinIO caller: a 100 ms deadline and no DisconnectServerMux when it gives up.
     let mut req = Message::new(Op::Request, 7);
