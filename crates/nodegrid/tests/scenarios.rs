@@ -345,10 +345,21 @@ async fn a_replacing_session_ends_every_call_of_the_old_one() {
 // §11 item 7: byte and message counters, handshake included, equal on both ends.
 
 #[tokio::test(start_paused = true)]
+async fn message_counters_are_equal_on_both_ends() {
+    counters_equal_on_both_ends(false).await;
+}
+
+#[tokio::test(start_paused = true)]
 #[ignore = "fails: the sender counts a merged envelope's inner messages, the receiver the whole \
             envelope (18 bytes apart after 12 requests); needs the one-line fix in \
             FrameWriter::write_merged described in issue 17's closing note"]
-async fn byte_and_message_counters_are_equal_on_both_ends() {
+async fn byte_counters_are_equal_on_both_ends() {
+    counters_equal_on_both_ends(true).await;
+}
+
+/// Message counters (and with `bytes`, byte counters) of each direction agree on both ends,
+/// after the handshake, after calls and after pings.
+async fn counters_equal_on_both_ends(bytes: bool) {
     common::init_tracing();
     let net = MemoryNetwork::new();
     let hosts: Vec<String> = (0..2).map(|i| format!("http://node{i}:9000")).collect();
@@ -372,10 +383,17 @@ async fn byte_and_message_counters_are_equal_on_both_ends() {
     let check = |what: &str| {
         let (x, y) = (ab.stats(), ba.stats());
         assert_eq!(
-            (x.bytes_out, x.messages_out, y.bytes_out, y.messages_out),
-            (y.bytes_in, y.messages_in, x.bytes_in, x.messages_in),
-            "{what}: a→b out vs b in, b→a out vs a in"
+            (x.messages_out, y.messages_out),
+            (y.messages_in, x.messages_in),
+            "{what}: messages a→b out vs b in, b→a out vs a in"
         );
+        if bytes {
+            assert_eq!(
+                (x.bytes_out, y.bytes_out),
+                (y.bytes_in, x.bytes_in),
+                "{what}: bytes a→b out vs b in, b→a out vs a in"
+            );
+        }
     };
     // After the handshake alone: Connect one way, ConnectResponse the other.
     wait_for("handshake counted", secs(5), || {
@@ -403,7 +421,7 @@ async fn byte_and_message_counters_are_equal_on_both_ends() {
     assert!(s.recv().await.is_none());
     wait_for("all counted", secs(5), || {
         let (x, y) = (ab.stats(), ba.stats());
-        x.bytes_out == y.bytes_in && y.bytes_out == x.bytes_in
+        x.messages_out == y.messages_in && y.messages_out == x.messages_in
     })
     .await;
     check("after the calls");
@@ -415,7 +433,7 @@ async fn byte_and_message_counters_are_equal_on_both_ends() {
     tokio::time::sleep(secs(25)).await;
     wait_for("pings counted", secs(5), || {
         let (x, y) = (ab.stats(), ba.stats());
-        x.bytes_out == y.bytes_in && y.bytes_out == x.bytes_in
+        x.messages_out == y.messages_in && y.messages_out == x.messages_in
     })
     .await;
     check("after pings");
