@@ -599,7 +599,12 @@ mod tests {
         let mut sent = 0;
         let mut delivered = 0;
         for round in 0..1000 {
-            while let Some(mut m) = p.s.output_msg(&Bytes::from_static(b"x")) {
+            // At most the capacity per round (bounded, so a token leak fails instead of
+            // looping).
+            for _ in 0..=4 {
+                let Some(mut m) = p.s.output_msg(&Bytes::from_static(b"x")) else {
+                    break;
+                };
                 p.c.on_server_msg(&mut m).unwrap();
                 sent += 1;
             }
@@ -664,10 +669,10 @@ mod tests {
         let (mut p, _) = pair(0, 3);
         p.c.on_ack(&p.s.ack_msg()).unwrap();
         assert_eq!(p.s.tokens, 3);
-        let mut sent = Vec::new();
-        while let Some(m) = p.s.output_msg(&Bytes::from_static(b"12345")) {
-            sent.push(m);
-        }
+        // Bounded: a token count that never drops must fail here, not loop.
+        let mut sent: Vec<Message> = (0..10)
+            .map_while(|_| p.s.output_msg(&Bytes::from_static(b"12345")))
+            .collect();
         assert_eq!((sent.len(), p.s.tokens, p.s.bytes_out), (3, 0, 15));
         for m in &mut sent {
             p.c.on_server_msg(m).unwrap();
