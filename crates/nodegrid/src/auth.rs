@@ -6,7 +6,10 @@
 //!
 //! * [`Auth::minio_jwt`]: MinIO-compatible. An HS512 JWT over the cluster's access key / secret
 //!   key (claims `exp` ≈ now + 100 years, `sub` and `accessKey` = access key), created once and
-//!   reused; validation checks the HMAC in constant time, the expiry, and the access key.
+//!   reused. Signing and verification are the `jsonwebtoken` crate's (ring's HMAC); only HS512
+//!   is accepted, the one algorithm MinIO signs with. Validation checks the signature, then the
+//!   expiry (no leeway) and the access key (`accessKey` or `sub`). Tokens are checked once per
+//!   connection, never per message.
 //! * [`Auth::shared_token`]: a static bearer token compared in constant time.
 //!
 //! Custom providers implement [`TokenSource`] and [`TokenValidator`].
@@ -22,7 +25,6 @@
 use crate::error::CredentialProblem;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
@@ -203,10 +205,13 @@ impl TokenValidator for SharedToken {
     }
 }
 
-/// MinIO's internode token: HS512 JWT keyed with the secret key.
+/// MinIO's internode token: HS512 JWT keyed with the secret key. Signing and verification use
+/// the `jsonwebtoken` crate (ring's HMAC); a token is checked once per connection, never on the
+/// message path.
 struct MinioJwt {
     access_key: String,
-    secret_key: String,
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
     token: String,
 }
 
@@ -220,24 +225,8 @@ struct Claims {
     access_key: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
-struct Header {
-    alg: String,
-}
-
-fn hmac_sign(alg: &str, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
-    fn sign<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
-        let mut m = <M as Mac>::new_from_slice(key).ok()?;
-        m.update(data);
-        Some(m.finalize().into_bytes().to_vec())
-    }
-    match alg {
-        "HS256" => sign::<Hmac<sha2::Sha256>>(key, data),
-        "HS384" => sign::<Hmac<sha2::Sha384>>(key, data),
-        "HS512" => sign::<Hmac<sha2::Sha512>>(key, data),
-        _ => None,
-    }
-}
+/// The JWT header MinIO writes (jwt-go's field order), kept byte for byte.
+const JWT_HEADER: &[u8] = br#"{"alg":"HS512","typ":"JWT"}"#;
 
 impl MinioJwt {
     fn new(access_key: String, secret_key: String) -> MinioJwt {
@@ -246,21 +235,42 @@ impl MinioJwt {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
             .unwrap_or(i64::MAX / 2);
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+        Self::with_exp(access_key, secret_key, exp)
+    }
+
+    fn with_exp(access_key: String, secret_key: String, exp: i64) -> MinioJwt {
+        use jsonwebtoken::{Algorithm, Validation};
         let claims = Claims {
             exp: Some(exp),
             sub: Some(access_key.clone()),
             access_key: Some(access_key.clone()),
         };
-        let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
-        let signing_input = format!("{header}.{claims}");
-        let sig =
-            hmac_sign("HS512", secret_key.as_bytes(), signing_input.as_bytes()).unwrap_or_default();
-        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        // The header is written by hand so the token stays byte-identical to MinIO's
+        // (`jsonwebtoken::encode` orders the header's fields differently); the signature is
+        // the crate's.
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(JWT_HEADER),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default())
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(secret_key.as_bytes()),
+            Algorithm::HS512,
+        )
+        .unwrap_or_default();
+        // HS512 only: every MinIO node and every nodegrid node signs with it, so accepting
+        // HS256/HS384 (or anything else) would only widen what a forger may choose.
+        let mut validation = Validation::new(Algorithm::HS512);
+        validation.leeway = 0;
+        // MinIO's validation does not require `exp`; it is checked whenever present.
+        validation.set_required_spec_claims::<&str>(&[]);
+        validation.validate_exp = true;
         MinioJwt {
             access_key,
-            secret_key,
-            token,
+            key: jsonwebtoken::DecodingKey::from_secret(secret_key.as_bytes()),
+            validation,
+            token: format!("{signing_input}.{sig}"),
         }
     }
 }
@@ -273,44 +283,14 @@ impl TokenSource for MinioJwt {
 
 impl TokenValidator for MinioJwt {
     fn validate(&self, token: &str) -> Result<(), AuthError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::InvalidToken);
-        };
-        let header: Header = URL_SAFE_NO_PAD
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(AuthError::InvalidToken)?;
-        let signing_input_len = h.len() + 1 + c.len();
-        let expected = hmac_sign(
-            &header.alg,
-            self.secret_key.as_bytes(),
-            &token.as_bytes()[..signing_input_len],
-        )
-        .ok_or(AuthError::InvalidToken)?;
-        let got = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| AuthError::InvalidToken)?;
-        if !bool::from(expected.ct_eq(&got)) {
-            return Err(AuthError::InvalidToken);
-        }
-        let claims: Claims = URL_SAFE_NO_PAD
-            .decode(c)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(AuthError::InvalidToken)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        if let Some(exp) = claims.exp {
-            if exp <= now {
-                return Err(AuthError::Expired);
-            }
-        }
+        use jsonwebtoken::errors::ErrorKind;
+        // The signature is verified before any claim is looked at.
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::InvalidToken,
+            })?
+            .claims;
         let ak = self.access_key.as_str();
         if claims.access_key.as_deref() == Some(ak) || claims.sub.as_deref() == Some(ak) {
             Ok(())
@@ -324,12 +304,84 @@ impl TokenValidator for MinioJwt {
 mod tests {
     use super::*;
 
+    /// A token signed independently of the code under test (the `hmac` crate), with any
+    /// header algorithm name and signing hash.
+    fn forge(alg: &str, sign_with: Option<&str>, key: &[u8], claims: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+        let c = URL_SAFE_NO_PAD.encode(claims);
+        let input = format!("{h}.{c}");
+        let sig = match sign_with {
+            None => Vec::new(),
+            Some("HS256") => {
+                let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            Some("HS384") => {
+                let mut m = Hmac::<sha2::Sha384>::new_from_slice(key).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            Some(_) => {
+                let mut m = Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    #[test]
+    fn jwt_token_is_byte_identical_to_minios() {
+        // Header, claims order and HS512 signature as MinIO (jwt-go) writes them; computed
+        // independently with Python's hmac module.
+        let jwt = MinioJwt::with_exp(
+            "minioadmin".into(),
+            "minioadmin-secret".into(),
+            4_102_444_800,
+        );
+        assert_eq!(
+            jwt.token,
+            "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.\
+             eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6Im1pbmlvYWRtaW4iLCJhY2Nlc3NLZXkiOiJtaW5pb2FkbWluIn0.\
+             MlQL6NiyTEcyPDKtn4S8voPxPKC4k6RDc7UwXc5DAwzOOy_NF1_bu7HfCkCmFT7rh6q2wk9ZSdHsJfBl31BRlA"
+        );
+        let claims = r#"{"exp":4102444800,"sub":"minioadmin","accessKey":"minioadmin"}"#;
+        assert_eq!(
+            jwt.token,
+            forge("HS512", Some("HS512"), b"minioadmin-secret", claims)
+        );
+        jwt.validate(&jwt.token).unwrap();
+        // The 100-year token of `Auth::minio_jwt` has the same shape.
+        let t = Auth::minio_jwt("ak", "sk").token();
+        let parts: Vec<&str> = t.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], URL_SAFE_NO_PAD.encode(JWT_HEADER));
+        let c: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let exp = c["exp"].as_i64().unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (exp - now - JWT_LIFETIME.as_secs() as i64).abs() < 60,
+            "{c}"
+        );
+        assert_eq!(
+            (c["sub"].as_str(), c["accessKey"].as_str()),
+            (Some("ak"), Some("ak"))
+        );
+    }
+
     #[test]
     fn jwt_roundtrip_and_rejections() {
         let a = Auth::minio_jwt("ak", "sk");
         let t = a.token();
         assert_eq!(t.split('.').count(), 3);
         a.validate(&t).unwrap();
+        // Wrong key, wrong access key.
         assert_eq!(
             Auth::minio_jwt("ak", "sk2").validate(&t),
             Err(AuthError::InvalidToken)
@@ -340,34 +392,120 @@ mod tests {
         );
         assert_eq!(a.validate("garbage"), Err(AuthError::InvalidToken));
         assert_eq!(a.validate("a.b.c.d"), Err(AuthError::InvalidToken));
-        // Tampered claims.
+        assert_eq!(a.validate(&format!("{t}.")), Err(AuthError::InvalidToken));
+        assert_eq!(a.validate(""), Err(AuthError::InvalidToken));
+        // Tampered claims, signature kept.
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = URL_SAFE_NO_PAD.encode(br#"{"exp":9999999999,"sub":"ak","accessKey":"ak"}"#);
         parts[1] = &forged;
         assert_eq!(a.validate(&parts.join(".")), Err(AuthError::InvalidToken));
+        // One flipped signature bit.
+        let mut sig = URL_SAFE_NO_PAD
+            .decode(t.split('.').nth(2).unwrap())
+            .unwrap();
+        sig[0] ^= 1;
+        let (head, _) = t.rsplit_once('.').unwrap();
+        let flipped = format!("{head}.{}", URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(a.validate(&flipped), Err(AuthError::InvalidToken));
     }
 
     #[test]
-    fn jwt_expired_and_hs256_accepted() {
-        let sign = |alg: &str, claims: &str| {
-            let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
-            let c = URL_SAFE_NO_PAD.encode(claims);
-            let input = format!("{h}.{c}");
-            let key_alg = if alg == "none" { "HS512" } else { alg };
-            let s = URL_SAFE_NO_PAD.encode(hmac_sign(key_alg, b"sk", input.as_bytes()).unwrap());
-            format!("{input}.{s}")
-        };
+    fn jwt_red_team() {
         let a = Auth::minio_jwt("ak", "sk");
-        a.validate(&sign("HS256", r#"{"exp":99999999999,"accessKey":"ak"}"#))
+        let ok = r#"{"exp":99999999999,"sub":"ak","accessKey":"ak"}"#;
+        // The independent signer agrees with the validator on a good token.
+        a.validate(&forge("HS512", Some("HS512"), b"sk", ok))
             .unwrap();
-        assert_eq!(
-            a.validate(&sign("HS512", r#"{"exp":1,"sub":"ak"}"#)),
-            Err(AuthError::Expired)
+        // Either claim naming the access key is enough; `exp` is optional (as in MinIO).
+        a.validate(&forge(
+            "HS512",
+            Some("HS512"),
+            b"sk",
+            r#"{"accessKey":"ak"}"#,
+        ))
+        .unwrap();
+        a.validate(&forge("HS512", Some("HS512"), b"sk", r#"{"sub":"ak"}"#))
+            .unwrap();
+        let invalid = Err(AuthError::InvalidToken);
+        for (what, token) in [
+            ("alg none, no signature", forge("none", None, b"sk", ok)),
+            (
+                "alg none, HS512 signature",
+                forge("none", Some("HS512"), b"sk", ok),
+            ),
+            ("alg None", forge("None", None, b"sk", ok)),
+            (
+                "HS256 (not what MinIO signs)",
+                forge("HS256", Some("HS256"), b"sk", ok),
+            ),
+            (
+                "HS384 (not what MinIO signs)",
+                forge("HS384", Some("HS384"), b"sk", ok),
+            ),
+            (
+                "RS256 header, HMAC signature",
+                forge("RS256", Some("HS512"), b"sk", ok),
+            ),
+            (
+                "HS512 header, HS256 signature",
+                forge("HS512", Some("HS256"), b"sk", ok),
+            ),
+            ("wrong key", forge("HS512", Some("HS512"), b"sk2", ok)),
+            ("empty key", forge("HS512", Some("HS512"), b"", ok)),
+            (
+                "wrong access key",
+                forge(
+                    "HS512",
+                    Some("HS512"),
+                    b"sk",
+                    r#"{"exp":99999999999,"sub":"x","accessKey":"y"}"#,
+                ),
+            ),
+            (
+                "no access key",
+                forge("HS512", Some("HS512"), b"sk", r#"{"exp":99999999999}"#),
+            ),
+            (
+                "expired and wrong key (signature first)",
+                forge("HS512", Some("HS512"), b"sk2", r#"{"exp":1,"sub":"ak"}"#),
+            ),
+            (
+                "exp of the wrong type",
+                forge(
+                    "HS512",
+                    Some("HS512"),
+                    b"sk",
+                    r#"{"exp":"never","sub":"ak"}"#,
+                ),
+            ),
+            (
+                "claims not JSON",
+                forge("HS512", Some("HS512"), b"sk", "not json"),
+            ),
+        ] {
+            assert_eq!(a.validate(&token), invalid, "{what}");
+        }
+        // Expired: no leeway.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        for exp in [1, now - 2] {
+            let t = forge(
+                "HS512",
+                Some("HS512"),
+                b"sk",
+                &format!(r#"{{"exp":{exp},"sub":"ak"}}"#),
+            );
+            assert_eq!(a.validate(&t), Err(AuthError::Expired), "exp {exp}");
+        }
+        let t = forge(
+            "HS512",
+            Some("HS512"),
+            b"sk",
+            &format!(r#"{{"exp":{},"sub":"ak"}}"#, now + 120),
         );
-        assert_eq!(
-            a.validate(&sign("none", r#"{"sub":"ak"}"#)),
-            Err(AuthError::InvalidToken)
-        );
+        a.validate(&t).unwrap();
     }
 
     #[test]

@@ -39,4 +39,17 @@ mod tests {
             Duration::from_millis(1500)
         );
     }
+
+    #[test]
+    fn equal_bounds_give_that_delay() {
+        for u in [0.0, 0.5, 1.0, f64::INFINITY] {
+            assert_eq!(redial_delay(u, REDIAL_MIN, REDIAL_MIN), REDIAL_MIN);
+            assert_eq!(
+                redial_delay(u, Duration::ZERO, Duration::ZERO),
+                Duration::ZERO
+            );
+        }
+        // An inverted range never panics and never goes below `min`.
+        assert_eq!(redial_delay(0.5, REDIAL_MAX, REDIAL_MIN), REDIAL_MAX);
+    }
 }

@@ -167,4 +167,56 @@ mod tests {
         assert_eq!(t.insert(2, "d"), Err(InsertError::Closed));
         assert_eq!(t.len(), 0);
     }
+
+    #[test]
+    fn take_if_removes_exactly_the_matching_entries() {
+        let t = MuxTable::default();
+        for id in 1..=40u64 {
+            t.insert(id, id * 10).unwrap();
+        }
+        let mut taken = t.take_if(|v| v % 20 == 0);
+        taken.sort();
+        assert_eq!(taken, (1..=20).map(|i| (2 * i, 20 * i)).collect::<Vec<_>>());
+        assert_eq!(t.len(), 20);
+        assert!(!t.contains(2) && t.contains(1) && t.contains(39));
+        assert!(t.take_if(|v| *v == 5).is_empty());
+        let mut seen = Vec::new();
+        t.for_each(|v| seen.push(*v));
+        seen.sort();
+        assert_eq!(seen, (0..20).map(|i| 20 * i + 10).collect::<Vec<_>>());
+    }
+
+    fn hash_u64(v: u64) -> u64 {
+        let mut h = MuxHasher::default();
+        h.write_u64(v);
+        h.finish()
+    }
+
+    fn hash_bytes(b: &[u8]) -> u64 {
+        let mut h = MuxHasher::default();
+        h.write(b);
+        h.finish()
+    }
+
+    #[test]
+    fn mux_hasher_values_and_spread() {
+        // Pinned values (computed independently): a changed mixing step is a deliberate act.
+        assert_eq!(hash_u64(0), 0);
+        assert_eq!(hash_u64(1), 0x9e37_79b9_7f4a_7c15);
+        assert_eq!(hash_u64(2), 0x3c6e_f372_fe94_f82a);
+        assert_eq!(hash_u64((1 << 40) + 7), 0x59ce_350c_ceea_0c93);
+        assert_eq!(hash_u64(u64::MAX), 0x05ac_1f58_0000_0000);
+        assert_eq!(hash_bytes(b""), 0);
+        assert_eq!(hash_bytes(b"\x01"), 0x9e37_79b9_7f4a_7c15);
+        assert_eq!(hash_bytes(b"\x01\x02"), 0xadfb_4fd7_d9bd_55cc);
+        assert_eq!(hash_bytes(b"mux"), 0x311e_175c_ec14_5c53);
+        assert_eq!(hash_bytes(&[0xff; 9]), 0x55c9_16dc_5b4a_bcd2);
+        // Sequential IDs (what callers allocate) get distinct hashes whose top 7 bits (the
+        // table's tag bits) take nearly every value.
+        let ids = 1..=4096u64;
+        let hashes: std::collections::HashSet<u64> = ids.clone().map(hash_u64).collect();
+        assert_eq!(hashes.len(), 4096);
+        let tags: std::collections::HashSet<u64> = ids.map(|v| hash_u64(v) >> 57).collect();
+        assert!(tags.len() >= 120, "{} tag values", tags.len());
+    }
 }

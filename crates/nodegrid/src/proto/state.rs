@@ -33,3 +33,23 @@ impl std::fmt::Display for ConnState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ConnState;
+
+    #[test]
+    fn display_and_is_connected() {
+        let all = [
+            (ConnState::Unconnected, "unconnected"),
+            (ConnState::Connecting, "connecting"),
+            (ConnState::Connected, "connected"),
+            (ConnState::Disconnected("EOF".into()), "disconnected (EOF)"),
+            (ConnState::Shutdown, "shutdown"),
+        ];
+        for (s, text) in all {
+            assert_eq!(s.to_string(), text);
+            assert_eq!(s.is_connected(), text == "connected");
+        }
+    }
+}

@@ -599,7 +599,12 @@ mod tests {
         let mut sent = 0;
         let mut delivered = 0;
         for round in 0..1000 {
-            while let Some(mut m) = p.s.output_msg(&Bytes::from_static(b"x")) {
+            // At most the capacity per round (bounded, so a token leak fails instead of
+            // looping).
+            for _ in 0..=4 {
+                let Some(mut m) = p.s.output_msg(&Bytes::from_static(b"x")) else {
+                    break;
+                };
                 p.c.on_server_msg(&mut m).unwrap();
                 sent += 1;
             }
@@ -614,5 +619,72 @@ mod tests {
         }
         assert_eq!(p.c.max_buffered, 4);
         assert_eq!(sent, delivered + p.c.buf.len());
+    }
+
+    #[test]
+    fn every_message_from_the_callee_counts_as_progress() {
+        // The caller's liveness (§6.8) counts the ack, credits, items, errors and a pure EOF.
+        let (mut p, _) = pair(1, 2);
+        assert_eq!(p.c.recv_count, 0);
+        p.c.on_ack(&p.s.ack_msg()).unwrap();
+        assert_eq!(p.c.recv_count, 1);
+        let mut input = p.c.input_msg(&Bytes::from_static(b"in")).unwrap().unwrap();
+        p.s.on_client_msg(&mut input).unwrap();
+        let (_, unblock) = p.s.pop_input().unwrap();
+        p.c.on_unblock(&unblock).unwrap();
+        assert_eq!(p.c.recv_count, 2);
+        let mut item = p.s.output_msg(&Bytes::from_static(b"out")).unwrap();
+        p.c.on_server_msg(&mut item).unwrap();
+        assert_eq!(p.c.recv_count, 3);
+        let mut eof = Message::new(Op::MuxServerMsg, 7);
+        eof.flags = Flags::EOF;
+        p.c.on_server_msg(&mut eof).unwrap();
+        assert_eq!(p.c.recv_count, 4);
+        let (mut p2, _) = pair(0, 1);
+        p2.c.on_ack(&p2.s.ack_msg()).unwrap();
+        let mut err = p2.s.final_msg(Err("boom".into()));
+        p2.c.on_server_msg(&mut err).unwrap();
+        assert_eq!(p2.c.recv_count, 2);
+    }
+
+    #[test]
+    fn caller_idle_only_after_the_full_limit_without_progress() {
+        let t0 = Instant::now();
+        let idle = std::time::Duration::from_secs(30);
+        let mut c = CallerState::new(1, Flags::NONE, 0, 1, t0);
+        // Nothing received: idle strictly after the limit, measured from creation.
+        assert!(!c.is_idle(t0 + idle, idle));
+        assert!(c.is_idle(t0 + idle + std::time::Duration::from_nanos(1), idle));
+        assert!(c.is_idle(t0 + 2 * idle, idle));
+        // Progress restarts the clock at the check that sees it.
+        c.recv_count += 1;
+        let t1 = t0 + 3 * idle;
+        assert!(!c.is_idle(t1, idle));
+        assert!(!c.is_idle(t1 + idle, idle));
+        assert!(c.is_idle(t1 + 2 * idle, idle));
+    }
+
+    #[test]
+    fn callee_tokens_and_output_bytes() {
+        let (mut p, _) = pair(0, 3);
+        p.c.on_ack(&p.s.ack_msg()).unwrap();
+        assert_eq!(p.s.tokens, 3);
+        // Bounded: a token count that never drops must fail here, not loop.
+        let mut sent: Vec<Message> = (0..10)
+            .map_while(|_| p.s.output_msg(&Bytes::from_static(b"12345")))
+            .collect();
+        assert_eq!((sent.len(), p.s.tokens, p.s.bytes_out), (3, 0, 15));
+        for m in &mut sent {
+            p.c.on_server_msg(m).unwrap();
+        }
+        // Each credit returned is one more token, up to the capacity.
+        for want in 1..=3 {
+            let (_, ub) = p.c.pop_item().unwrap();
+            p.s.on_unblock(&ub).unwrap();
+            assert_eq!(p.s.tokens, want);
+        }
+        let mut extra = Message::new(Op::UnblockSrvMux, 7);
+        extra.seq = 4;
+        assert!(p.s.on_unblock(&extra).is_err(), "beyond the capacity");
     }
 }

@@ -389,3 +389,6 @@ mod tests {
         assert_eq!(v, (0..=255).collect::<Vec<u8>>());
     }
 }
+#[cfg(test)]
+#[path = "ws_diff_tests.rs"]
+mod diff_tests;

@@ -494,3 +494,6 @@ mod tests {
         ));
     }
 }
+#[cfg(test)]
+#[path = "msgpack_diff_tests.rs"]
+mod diff_tests;

@@ -106,6 +106,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawPeer<S> {
         }
     }
 
+    /// Reads the next message (splitting merged frames); `None` on EOF or garbage. Cancel-safe:
+    /// partial frames stay buffered.
+    pub async fn recv_msg(&mut self) -> Option<Message> {
+        loop {
+            if let Some(m) = self.pending.pop_front() {
+                return Some(m);
+            }
+            let f = self.recv_frame().await?;
+            for m in nodegrid::wire::split_frame(f, &Default::default()).ok()? {
+                self.pending.push_back(m.ok()?);
+            }
+        }
+    }
+
     /// Reads messages (splitting merged frames) until one has `op`; `None` on EOF or garbage.
     pub async fn recv_op(&mut self, op: Op) -> Option<Message> {
         loop {
