@@ -350,9 +350,6 @@ async fn message_counters_are_equal_on_both_ends() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "fails: the sender counts a merged envelope's inner messages, the receiver the whole \
-            envelope (18 bytes apart after 12 requests); needs the one-line fix in \
-            FrameWriter::write_merged described in issue 17's closing note"]
 async fn byte_counters_are_equal_on_both_ends() {
     counters_equal_on_both_ends(true).await;
 }

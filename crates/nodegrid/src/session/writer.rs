@@ -111,13 +111,14 @@ impl FrameWriter {
 
     async fn write_merged(&mut self, sess: &Session, w: &mut BoxWrite) -> Result<(), String> {
         let n = self.merged.len() as u64;
-        let body = self.merged.body_len() as u64;
         let (mut buf, start) = self.merged.finish_with_headroom();
+        // The WebSocket payload, envelope header included, as the receiver counts it.
+        let payload = (buf.len() - start) as u64;
         let mask = self.mask();
         let fs = ws::frame_in_place(&mut buf, start, mask);
         let c = sess.counters();
         ConnCounters::add(&c.msgs_out, n);
-        ConnCounters::add(&c.bytes_out, body);
+        ConnCounters::add(&c.bytes_out, payload);
         ConnCounters::add(&c.ws_messages_out, 1);
         let r = self.write(w, &buf[fs..]).await;
         if buf.capacity() <= MAX_KEPT_WRITE_BUF {
