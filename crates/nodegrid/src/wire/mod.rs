@@ -44,7 +44,8 @@ pub use merged::{
 pub use message::{Limits, Message, DEFAULT_MAX_MESSAGE_SIZE, FRAME_SLACK, MAX_MESSAGE_OVERHEAD};
 pub use op::Op;
 pub use payload::{
-    ConnectRequest, ConnectResponse, InstanceId, MuxConnectErrorPayload, PingPayload, PongPayload,
+    ConnectRequest, ConnectResponse, InstanceId, MuxConnectErrorPayload, NodegridExt, PingPayload,
+    PongPayload, MAX_EXT_HOSTS, NODEGRID_EXT_VERSION,
 };
 pub use subroute::{join_subroute, SubrouteId, SUBROUTE_LEN};
 pub use time::{go_duration_string, GridTime};

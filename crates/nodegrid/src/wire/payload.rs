@@ -1,6 +1,9 @@
 //! Payload structures of the connection-level ops (PROTOCOL.md §3.6): MessagePack maps with
 //! string keys in a fixed order. Decoders accept any map form, str or bin keys, skip unknown
 //! keys and leave missing keys at their zero value; value types are strict.
+//!
+//! nodegrid peers append extension fields to Connect and ConnectResponse ([`NodegridExt`]);
+//! a MinIO peer skips them as unknown keys, and without them the bytes are exactly MinIO's.
 
 use super::error::DecodeError;
 use super::msgpack::{self, Reader};
@@ -80,8 +83,14 @@ impl std::fmt::Debug for ConnectRequest {
 impl ConnectRequest {
     /// Encodes as `{"ID","Host","Time","Token"}`.
     pub fn encode(&self) -> Bytes {
+        self.encode_with(None)
+    }
+
+    /// Encodes as [`ConnectRequest::encode`] does, followed by nodegrid's extension fields when
+    /// `ext` is given (PROTOCOL.md §3.6).
+    pub fn encode_with(&self, ext: Option<&NodegridExt>) -> Bytes {
         to_bytes(|b| {
-            msgpack::put_map_header(b, 4);
+            msgpack::put_map_header(b, 4 + NodegridExt::fields(ext));
             msgpack::put_str(b, "ID");
             msgpack::put_bin(b, &self.id);
             msgpack::put_str(b, "Host");
@@ -90,6 +99,9 @@ impl ConnectRequest {
             msgpack::put_time(b, self.time);
             msgpack::put_str(b, "Token");
             msgpack::put_str(b, &self.token);
+            if let Some(e) = ext {
+                e.put(b);
+            }
         })
     }
 
@@ -124,14 +136,23 @@ pub struct ConnectResponse {
 impl ConnectResponse {
     /// Encodes as `{"ID","Accepted","RejectedReason"}`.
     pub fn encode(&self) -> Bytes {
+        self.encode_with(None)
+    }
+
+    /// Encodes as [`ConnectResponse::encode`] does, followed by nodegrid's extension fields
+    /// when `ext` is given (PROTOCOL.md §3.6).
+    pub fn encode_with(&self, ext: Option<&NodegridExt>) -> Bytes {
         to_bytes(|b| {
-            msgpack::put_map_header(b, 3);
+            msgpack::put_map_header(b, 3 + NodegridExt::fields(ext));
             msgpack::put_str(b, "ID");
             msgpack::put_bin(b, &self.id);
             msgpack::put_str(b, "Accepted");
             msgpack::put_bool(b, self.accepted);
             msgpack::put_str(b, "RejectedReason");
             msgpack::put_str(b, &self.rejected_reason);
+            if let Some(e) = ext {
+                e.put(b);
+            }
         })
     }
 
@@ -148,6 +169,154 @@ impl ConnectResponse {
             Ok(true)
         })?;
         Ok(v)
+    }
+}
+
+/// The version of nodegrid's handshake extension this build writes ([`NodegridExt::version`]).
+pub const NODEGRID_EXT_VERSION: u32 = 1;
+/// Most host IDs a [`NodegridExt`] may carry; a peer announcing more is read without them.
+pub const MAX_EXT_HOSTS: usize = 16 * 1024;
+
+const KEY_VERSION: &str = "NgExt";
+const KEY_HOSTS: &str = "NgHosts";
+const KEY_HOST_IDS: &str = "NgHostIDs";
+const KEY_MAX_MESSAGE: &str = "NgMaxMsg";
+
+/// nodegrid's extension of Connect and ConnectResponse (PROTOCOL.md §3.6): four more map
+/// fields after the reference's, which a MinIO peer skips as unknown keys. A nodegrid acceptor
+/// adds them to its ConnectResponse only when the Connect carried them, so a MinIO dialer gets
+/// the reference's bytes.
+///
+/// | key | type | content |
+/// | --- | --- | --- |
+/// | `NgExt` | uint | the extension's version, [`NODEGRID_EXT_VERSION`] |
+/// | `NgHosts` | uint (64 bits) | fingerprint of the sender's host list, order-insensitive |
+/// | `NgHostIDs` | bin | 4 bytes (big-endian) per host of the list: its [`NodegridExt::host_id`], ascending |
+/// | `NgMaxMsg` | uint | the sender's `max_message_size` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodegridExt {
+    /// The extension's version (1 for the fields above; later versions only add fields).
+    pub version: u32,
+    /// [`NodegridExt::fingerprint`] of the sender's host list.
+    pub hosts_fingerprint: u64,
+    /// [`NodegridExt::host_id`] of each host of the sender's list, ascending, no duplicates.
+    /// Empty when the peer sent more than [`MAX_EXT_HOSTS`].
+    pub host_ids: Vec<u32>,
+    /// The sender's `max_message_size`, in bytes.
+    pub max_message_size: u64,
+}
+
+impl NodegridExt {
+    /// The extension describing a node with `hosts` (its whole host list, itself included) and
+    /// `max_message_size`.
+    pub fn new(hosts: &[String], max_message_size: usize) -> NodegridExt {
+        let mut ids: Vec<u32> = hosts.iter().map(|h| Self::host_id(h)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        NodegridExt {
+            version: NODEGRID_EXT_VERSION,
+            hosts_fingerprint: Self::fingerprint(hosts),
+            host_ids: ids,
+            max_message_size: max_message_size as u64,
+        }
+    }
+
+    /// A host list's fingerprint: XXH3-64 over the distinct host strings in byte order, each
+    /// preceded by its length as a 4-byte big-endian integer. The order of the list does not
+    /// matter; every byte of every string does.
+    pub fn fingerprint(hosts: &[String]) -> u64 {
+        let mut sorted: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut v = Vec::with_capacity(sorted.iter().map(|h| h.len() + 4).sum());
+        for h in sorted {
+            v.extend_from_slice(&(h.len() as u32).to_be_bytes());
+            v.extend_from_slice(h.as_bytes());
+        }
+        twox_hash::XxHash3_64::oneshot(&v)
+    }
+
+    /// A host string's 32-bit ID: the low 32 bits of its XXH3-64.
+    pub fn host_id(host: &str) -> u32 {
+        twox_hash::XxHash3_64::oneshot(host.as_bytes()) as u32
+    }
+
+    /// Whether the peer's host list is the one `hosts` (ours) makes.
+    pub fn same_hosts(&self, hosts: &[String]) -> bool {
+        self.hosts_fingerprint == Self::fingerprint(hosts)
+    }
+
+    /// The hosts of `ours` that the sender's list lacks (none when it sent no host IDs).
+    pub fn missing_from_peer<'h>(&self, ours: &'h [String]) -> Vec<&'h str> {
+        if self.host_ids.is_empty() {
+            return Vec::new();
+        }
+        ours.iter()
+            .map(String::as_str)
+            .filter(|h| self.host_ids.binary_search(&Self::host_id(h)).is_err())
+            .collect()
+    }
+
+    /// How many hosts of the sender's list are not in `ours` (0 when it sent no host IDs).
+    pub fn unknown_to_us(&self, ours: &[String]) -> usize {
+        let mine: std::collections::HashSet<u32> = ours.iter().map(|h| Self::host_id(h)).collect();
+        self.host_ids.iter().filter(|id| !mine.contains(id)).count()
+    }
+
+    fn fields(ext: Option<&NodegridExt>) -> u32 {
+        if ext.is_some() {
+            4
+        } else {
+            0
+        }
+    }
+
+    /// Writes the four fields (the map header must count them).
+    fn put(&self, b: &mut BytesMut) {
+        msgpack::put_str(b, KEY_VERSION);
+        msgpack::put_uint(b, self.version as u64);
+        msgpack::put_str(b, KEY_HOSTS);
+        msgpack::put_uint(b, self.hosts_fingerprint);
+        msgpack::put_str(b, KEY_HOST_IDS);
+        msgpack::put_bin_header(b, self.host_ids.len() * 4);
+        for id in &self.host_ids {
+            b.extend_from_slice(&id.to_be_bytes());
+        }
+        msgpack::put_str(b, KEY_MAX_MESSAGE);
+        msgpack::put_uint(b, self.max_message_size);
+    }
+
+    /// Reads the extension from a Connect or ConnectResponse payload: `None` when it has no
+    /// `NgExt` field (a MinIO peer), an error when a field has the wrong type.
+    pub fn decode(payload: &[u8]) -> Result<Option<NodegridExt>, DecodeError> {
+        let mut version = None;
+        let mut v = NodegridExt {
+            version: 0,
+            hosts_fingerprint: 0,
+            host_ids: Vec::new(),
+            max_message_size: 0,
+        };
+        read_map(payload, "nodegrid extension", |k, r| {
+            match k {
+                b"NgExt" => version = Some(r.uint(KEY_VERSION, u32::MAX as u64)? as u32),
+                b"NgHosts" => v.hosts_fingerprint = r.uint(KEY_HOSTS, u64::MAX)?,
+                b"NgHostIDs" => {
+                    let ids = r.bin(KEY_HOST_IDS)?;
+                    if ids.len() <= MAX_EXT_HOSTS * 4 {
+                        v.host_ids = ids
+                            .chunks_exact(4)
+                            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect();
+                        v.host_ids.sort_unstable();
+                        v.host_ids.dedup();
+                    }
+                }
+                b"NgMaxMsg" => v.max_message_size = r.uint(KEY_MAX_MESSAGE, u64::MAX)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(version.map(|version| NodegridExt { version, ..v }))
     }
 }
 
@@ -326,6 +495,61 @@ mod tests {
         };
         assert_eq!(&p.encode()[..], &e[..]);
         assert_eq!(MuxConnectErrorPayload::decode(&e).unwrap(), p);
+    }
+
+    /// The extension's bytes, with the hashes computed independently (xxhash-rust).
+    #[test]
+    fn nodegrid_extension_bytes() {
+        use xxhash_rust::xxh3::xxh3_64;
+        let hosts: Vec<String> = ["http://10.0.0.2:9000", "http://10.0.0.1:9000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let ext = NodegridExt::new(&hosts, 64 << 20);
+        // Fingerprint: sorted, each length-prefixed (u32 BE).
+        let mut fp_in = Vec::new();
+        for h in ["http://10.0.0.1:9000", "http://10.0.0.2:9000"] {
+            fp_in.extend_from_slice(&(h.len() as u32).to_be_bytes());
+            fp_in.extend_from_slice(h.as_bytes());
+        }
+        let fp = xxh3_64(&fp_in);
+        let mut ids: Vec<u32> = hosts.iter().map(|h| xxh3_64(h.as_bytes()) as u32).collect();
+        ids.sort_unstable();
+        let mut want = h("a5 4e 67 45 78 74 01 a7 4e 67 48 6f 73 74 73 cf");
+        want.extend_from_slice(&fp.to_be_bytes());
+        want.extend(h("a9 4e 67 48 6f 73 74 49 44 73 c4 08"));
+        for id in &ids {
+            want.extend_from_slice(&id.to_be_bytes());
+        }
+        want.extend(h("a8 4e 67 4d 61 78 4d 73 67 ce 04 00 00 00"));
+        let req = ConnectRequest {
+            id: id(),
+            host: "http://10.0.0.1:9000".into(),
+            time: GridTime {
+                secs: 1_700_000_000,
+                nanos: 123_456_789,
+            },
+            token: "debug".into(),
+        };
+        let plain = req.encode();
+        let with = req.encode_with(Some(&ext));
+        assert_eq!(with[0], 0x88);
+        assert_eq!(&with[1..plain.len()], &plain[1..]);
+        assert_eq!(&with[plain.len()..], &want[..]);
+        assert_eq!(NodegridExt::decode(&with).unwrap(), Some(ext.clone()));
+        // Order-insensitive; every byte counts.
+        let reversed: Vec<String> = hosts.iter().rev().cloned().collect();
+        assert!(ext.same_hosts(&reversed));
+        assert!(!ext.same_hosts(&["http://10.0.0.1:9000".into(), "http://10.0.0.2:9001".into()]));
+        // A wrongly typed field is an error (callers then ignore the extension); too many host
+        // IDs are dropped, not allocated.
+        let bad = [0x81, 0xa5, b'N', b'g', b'E', b'x', b't', 0xa1, b'x'];
+        assert!(NodegridExt::decode(&bad).is_err());
+        let mut big = vec![0x82, 0xa5, b'N', b'g', b'E', b'x', b't', 0x01];
+        big.extend(h("a9 4e 67 48 6f 73 74 49 44 73 c6 00 01 00 04"));
+        big.extend(vec![0u8; (MAX_EXT_HOSTS + 1) * 4]);
+        let x = NodegridExt::decode(&big).unwrap().unwrap();
+        assert!(x.host_ids.is_empty() && x.missing_from_peer(&hosts).is_empty());
     }
 
     #[test]
