@@ -68,6 +68,12 @@ pub struct GridConfig {
     /// Byte budget of a merged WebSocket message. Default 128 KiB (the reference uses 31 744;
     /// larger envelopes mean fewer writes for streams). At most [`crate::wire::FRAME_SLACK`].
     pub merge_max_bytes: usize,
+    /// What to do when a nodegrid peer's host list differs from ours (its handshake carries a
+    /// fingerprint of it, PROTOCOL.md §3.6). `false` (default): connect, and log one WARN per
+    /// peer per 30 s saying what differs. `true`: refuse the connection with that reason
+    /// (both as acceptor and as dialer). MinIO peers announce no host list and are never
+    /// refused for it.
+    pub strict_host_list: bool,
 }
 
 impl Default for GridConfig {
@@ -94,6 +100,7 @@ impl Default for GridConfig {
             stream_callee_idle_timeout: Duration::from_secs(60),
             merge_max_messages: 256,
             merge_max_bytes: 128 * 1024,
+            strict_host_list: false,
         }
     }
 }

@@ -432,13 +432,16 @@ impl Snapshot {
                 ));
             }
         }
-        // Per live session a reader, a writer and a housekeeping task; one dial loop per peer
-        // this node dials. Nothing else may run once every call has ended.
-        let want_tasks = 3 * sessions + dial_loops;
+        // Per live session a reader, a writer and a housekeeping task; per peer one dial loop
+        // (a peer this node dials) or one watcher that reports a peer not dialing us. Nothing
+        // else may run once every call has ended.
+        let want_tasks = 3 * sessions + self.conns.len();
         if self.alive_tasks != want_tasks {
             p.push(format!(
-                "{} runtime tasks alive, want {want_tasks} ({sessions} sessions, {dial_loops} dial loops)",
-                self.alive_tasks
+                "{} runtime tasks alive, want {want_tasks} ({sessions} sessions, {dial_loops} dial \
+                 loops, {} watchers)",
+                self.alive_tasks,
+                self.conns.len() - dial_loops
             ));
         }
         if self.tcp_streams != sessions + self.leaked_sockets {

@@ -3,6 +3,7 @@
 
 use crate::api::call::{CallOptions, StreamCall, StreamOptions, StreamTarget};
 use crate::api::common::Common;
+use crate::api::diagnose::Problem;
 use crate::error::{Error, UnknownHandlerKind};
 use crate::proto::state::ConnState;
 use crate::session::single;
@@ -10,6 +11,7 @@ use crate::session::state::next_mux_id;
 use crate::session::stream::open;
 use crate::session::{self, Link, Session, SessionOwner};
 use crate::stats::{ConnCounters, ConnectionStats, ErrorCounts};
+use crate::transport::diagnose::{WarnLimiter, WARN_INTERVAL};
 use crate::transport::ws::Role;
 use crate::transport::{IoHalves, Target};
 use crate::wire::{Flags, GridTime, HandlerId, SubrouteId};
@@ -22,8 +24,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How often a repeated connection error of one peer is logged.
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a repeated connection problem of one peer (of one kind) is logged.
+const ERROR_LOG_INTERVAL: Duration = WARN_INTERVAL;
 /// A session from instance A replacing one from instance B, within this long of B having
 /// replaced A, means two processes claim the same host string.
 const CLAIM_FLIP_WINDOW: Duration = Duration::from_secs(10);
@@ -58,8 +60,12 @@ pub(crate) struct ConnShared {
     pub(crate) session: ArcSwapOption<Session>,
     next_mux: AtomicU64,
     last_error: Mutex<Option<String>>,
-    log_limiter: Mutex<(Option<Instant>, u64)>,
+    /// One WARN per kind of problem per interval.
+    warned: WarnLimiter<Problem>,
     claims: Mutex<Claims>,
+    /// The peer's `max_message_size` from its handshake extension (PROTOCOL.md §3.6); 0 when
+    /// it announced none (a MinIO peer) or no session has started yet.
+    peer_max_message_size: AtomicU64,
 }
 
 impl ConnShared {
@@ -88,8 +94,9 @@ impl ConnShared {
             session: ArcSwapOption::empty(),
             next_mux: AtomicU64::new(start as u64),
             last_error: Mutex::new(None),
-            log_limiter: Mutex::new((None, 0)),
+            warned: WarnLimiter::new(ERROR_LOG_INTERVAL, 16),
             claims: Mutex::new(Claims::default()),
+            peer_max_message_size: AtomicU64::new(0),
         }
     }
 
@@ -128,28 +135,41 @@ impl ConnShared {
                 ConnState::Disconnected(reason.to_string())
             };
             self.state.send_replace(state);
-            self.note_error(&format!("session ended: {reason}"));
+            self.note_session_end(&format!("session ended: {reason}"));
         }
     }
 
-    /// Records an error and logs it, at most once per interval per peer.
-    pub(crate) fn note_error(&self, e: &str) {
+    /// Records why a session ended (a state change, logged at INFO; the dialer redials, and a
+    /// problem that persists shows as a problem of its own).
+    fn note_session_end(&self, e: &str) {
         *self.last_error.lock() = Some(e.to_string());
+        if !self.common.shutdown.is_cancelled() {
+            tracing::info!(local = %self.common.local, remote = %self.link.remote, "{e}");
+        }
+    }
+
+    /// Records a problem as the last error and logs it at WARN, at most once per kind per
+    /// interval for this peer. `text` names the peer, what is wrong and what to check.
+    pub(crate) fn note_problem(&self, kind: Problem, text: &str) {
+        *self.last_error.lock() = Some(text.to_string());
+        self.warn_problem(kind, text);
+    }
+
+    /// Like [`ConnShared::note_problem`], for a problem an unauthenticated party claims about
+    /// this peer: logged, but not recorded as the last error while a session is live.
+    pub(crate) fn note_claimed_problem(&self, kind: Problem, text: &str) {
+        if !self.state.borrow().is_connected() {
+            *self.last_error.lock() = Some(text.to_string());
+        }
+        self.warn_problem(kind, text);
+    }
+
+    fn warn_problem(&self, kind: Problem, text: &str) {
         if self.common.shutdown.is_cancelled() {
             return;
         }
-        let mut lim = self.log_limiter.lock();
-        let now = Instant::now();
-        let due = lim
-            .0
-            .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL);
-        if due {
-            let suppressed = lim.1;
-            *lim = (Some(now), 0);
-            drop(lim);
-            tracing::warn!(local = %self.common.local, remote = %self.link.remote, suppressed, "grid connection: {e}");
-        } else {
-            lim.1 += 1;
+        if let Some(suppressed) = self.warned.due(kind) {
+            tracing::warn!(local = %self.common.local, remote = %self.link.remote, suppressed, "{text}");
         }
     }
 
@@ -217,13 +237,15 @@ impl ConnShared {
         &self.link.remote
     }
 
-    /// Starts a handshaken session on `io` as this connection's live one.
+    /// Starts a handshaken session on `io` as this connection's live one. `peer_max_message`
+    /// is the peer's `max_message_size` when its handshake announced it (nodegrid peers).
     pub(crate) fn start_session(
         self: &Arc<Self>,
         io: IoHalves,
         leftover: BytesMut,
         role: Role,
         peer_instance: [u8; 16],
+        peer_max_message: Option<usize>,
     ) -> Arc<Session> {
         let common = &self.common;
         // CRC unless both host strings are https:// (§3.5).
@@ -237,6 +259,10 @@ impl ConnShared {
             peer_instance,
             &common.shutdown,
         );
+        self.peer_max_message_size
+            .store(peer_max_message.unwrap_or(0) as u64, Ordering::Relaxed);
+        // HAND-OFF (peer max_message_size → session slot, branch `lanes`): replace the store
+        // above with `sess.set_peer_max_message_size(peer_max_message);` once that slot is on main.
         session::start(&sess, io, leftover);
         sess
     }
@@ -511,6 +537,15 @@ impl Connection {
             .session
             .load_full()
             .map(|s| s.base_flags.contains(Flags::CRC))
+    }
+
+    /// The peer's `max_message_size` as it announced it in the last handshake; `None` for a
+    /// peer that announces none (MinIO) or before the first session.
+    pub fn peer_max_message_size(&self) -> Option<usize> {
+        match self.inner.peer_max_message_size.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
     }
 
     /// The peer manager's instance ID from the last handshake, if connected.

@@ -2,7 +2,7 @@
 //! [`Connection`] per remote host; dials the peers this node is responsible for (§2.6) and
 //! accepts the others through [`Manager::serve`] or a mounted [`GridService`].
 
-use crate::api::acceptor::Acceptor;
+use crate::api::acceptor::{await_dialer, Acceptor};
 use crate::api::common::Common;
 use crate::api::connection::{ConnShared, Connection};
 use crate::api::reconnect::dial_loop;
@@ -309,6 +309,8 @@ impl ManagerBuilder {
         for c in conns.values() {
             if c.dials {
                 tokio::spawn(dial_loop(c.clone()));
+            } else {
+                tokio::spawn(await_dialer(c.clone()));
             }
         }
         let conns = Arc::new(conns);
@@ -322,10 +324,7 @@ impl ManagerBuilder {
             per_source: Arc::new(SourceLimit::new(
                 common.cfg.max_pending_handshakes_per_source,
             )),
-            handler: Arc::new(Acceptor {
-                common: common.clone(),
-                conns: conns.clone(),
-            }),
+            handler: Arc::new(Acceptor::new(common.clone(), conns.clone())),
         });
         Ok(Manager {
             shared: Arc::new(ManagerShared {

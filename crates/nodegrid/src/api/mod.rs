@@ -6,6 +6,7 @@ pub(crate) mod acceptor;
 pub(crate) mod call;
 pub(crate) mod common;
 pub(crate) mod connection;
+pub(crate) mod diagnose;
 pub(crate) mod manager;
 pub(crate) mod reconnect;
 pub mod typed;

@@ -15,6 +15,7 @@
 //! Routes mark their connection authenticated through the [`Admission`] every request carries
 //! in its extensions. The limits are in [`FrontDoorConfig`]; the counters in [`FrontDoorStats`].
 
+use super::diagnose::{tls_problem, TlsSide, WarnLimiter, WARN_INTERVAL};
 use super::tls::TlsConfig;
 use crate::config::FrontDoorConfig;
 use crate::error::ConfigError;
@@ -28,7 +29,7 @@ use parking_lot::Mutex;
 use rustls::pki_types::CertificateDer;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ use tower_service::Service;
 
 /// How often a repeated accept error is logged at WARN.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Source addresses remembered for rate-limiting TLS failure warnings.
+const TLS_WARN_SOURCES: usize = 1024;
 
 /// Serves a router on a listener with the node's protections. Build one with
 /// [`FrontDoor::new`] (or [`crate::Manager::front_door`], which starts from the grid's route,
@@ -250,6 +253,8 @@ struct Door {
     accepted: watch::Sender<u64>,
     /// When an accept error was last logged at WARN.
     last_accept_warn: Mutex<Option<Instant>>,
+    /// TLS failures that name a certificate problem: one WARN per source address per 30 s.
+    tls_warned: WarnLimiter<IpAddr>,
 }
 
 impl Door {
@@ -262,6 +267,7 @@ impl Door {
             shutdown: f.shutdown,
             accepted,
             last_accept_warn: Mutex::new(None),
+            tls_warned: WarnLimiter::new(WARN_INTERVAL, TLS_WARN_SOURCES),
         }
     }
 
@@ -292,6 +298,28 @@ impl Door {
             tracing::warn!(
                 "accepting a connection failed: {e}; if this says 'too many open files', raise \
                  the open-files limit (ulimit -n) or lower the number of connections"
+            );
+        }
+    }
+
+    /// Reports a failed TLS handshake: a certificate problem (or a peer that does not speak
+    /// TLS) at WARN, once per source address per interval, since this side cannot know which
+    /// peer it was; resets and hang-ups only at DEBUG.
+    fn tls_failed(&self, peer: SocketAddr, e: &io::Error) {
+        tracing::debug!(%peer, "TLS handshake failed: {e}");
+        let Some(p) = tls_problem(e, TlsSide::Acceptor) else {
+            return;
+        };
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        if let Some(suppressed) = self.tls_warned.due(peer.ip()) {
+            tracing::warn!(
+                %peer,
+                suppressed,
+                "TLS handshake with {peer} failed: {}; {}",
+                p.what,
+                p.fix
             );
         }
     }
@@ -334,7 +362,7 @@ impl Door {
             }
             Ok(Err(e)) => {
                 self.counters.tls_failed.fetch_add(1, Relaxed);
-                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                self.tls_failed(peer, &e);
             }
             Err(_) => {
                 self.counters.tls_failed.fetch_add(1, Relaxed);

@@ -5,9 +5,10 @@
 //! handshake.
 
 use super::accept::Admission;
+use super::diagnose::{auth_failure, AuthFailure, MAX_CLAIMED_HOST, NODEGRID_HOST_HEADER};
 use super::dial::IoHalves;
 use super::upgrade::accept_key;
-use crate::auth::{Auth, TIME_HEADER};
+use crate::auth::{Auth, HTTP_MAX_SKEW, TIME_HEADER};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http::{header, Request, Response, StatusCode};
@@ -49,6 +50,22 @@ pub(crate) trait UpgradeHandler: Send + Sync + 'static {
         peer: PeerInfo,
         deadline: Instant,
     ) -> BoxFuture<'static, bool>;
+
+    /// Told when an upgrade request failed the token check (check A), to report it; the
+    /// request has been answered 403.
+    fn upgrade_refused(&self, refusal: UpgradeRefusal);
+}
+
+/// An upgrade request that failed the token check (check A of §2.4).
+#[derive(Debug, Clone)]
+pub(crate) struct UpgradeRefusal {
+    /// Where it came from, when the server that accepted the connection told us.
+    pub addr: Option<SocketAddr>,
+    /// The host string a nodegrid dialer claims in `X-Nodegrid-Host` (absent: not a nodegrid
+    /// peer). Unauthenticated: only for logs, at most [`MAX_CLAIMED_HOST`] bytes.
+    pub claimed_host: Option<String>,
+    /// Which check failed, in words.
+    pub failure: AuthFailure,
 }
 
 /// What the endpoint checks, and whom it hands upgraded connections to.
@@ -133,6 +150,17 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     r
 }
 
+/// A 403 whose body says which check failed (a nodegrid dialer shows it; MinIO's ignores it).
+fn forbidden(reason: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(reason.to_string())));
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
 fn header_has(req_headers: &http::HeaderMap, name: header::HeaderName, token: &str) -> bool {
     req_headers.get_all(name).iter().any(|v| {
         v.to_str()
@@ -180,13 +208,6 @@ impl GridService {
         else {
             return status(StatusCode::BAD_REQUEST);
         };
-        // Check A (§2.4): bearer token and time header, else 403 with an empty body.
-        let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let time = h.get(TIME_HEADER).and_then(|v| v.to_str().ok());
-        if let Err(e) = ep.auth.check_http(auth, time, SystemTime::now()) {
-            tracing::debug!(local = %ep.local, "grid upgrade refused: {e}");
-            return status(StatusCode::FORBIDDEN);
-        }
         let admission = req.extensions().get::<Admission>().cloned();
         let peer = PeerInfo {
             addr: admission.as_ref().map(Admission::peer_addr).or_else(|| {
@@ -198,6 +219,27 @@ impl GridService {
                 .as_ref()
                 .and_then(|a| a.peer_certificate().cloned()),
         };
+        // Check A (§2.4): bearer token and time header, else 403 saying which check failed.
+        let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let time = h.get(TIME_HEADER).and_then(|v| v.to_str().ok());
+        let now = SystemTime::now();
+        if let Err(e) = ep.auth.check_http(auth, time, now) {
+            tracing::debug!(local = %ep.local, "grid upgrade refused: {e}");
+            let token = auth.map(|a| a.strip_prefix("Bearer ").unwrap_or(""));
+            let peer_nanos = time.and_then(|t| t.trim().parse::<i128>().ok());
+            let failure = auth_failure(&e, token, peer_nanos, now, HTTP_MAX_SKEW);
+            let reply = forbidden(&failure.body);
+            let claimed_host = h
+                .get(NODEGRID_HOST_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(MAX_CLAIMED_HOST).collect());
+            ep.handler.upgrade_refused(UpgradeRefusal {
+                addr: peer.addr,
+                claimed_host,
+                failure,
+            });
+            return reply;
+        }
         let source_slot = match peer.addr {
             Some(a) => match ep.per_source.clone().take(a.ip()) {
                 Some(s) => Some(s),

@@ -8,6 +8,7 @@
 //! substitute an in-memory network ([`MemoryNetwork`]) or a simulated one.
 
 pub(crate) mod accept;
+pub(crate) mod diagnose;
 mod dial;
 pub(crate) mod endpoint;
 pub(crate) mod identity;
