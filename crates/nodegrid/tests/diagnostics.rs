@@ -492,8 +492,10 @@ async fn probe_unknown_host_and_dial_rule() {
     let mut ls = ls.into_iter();
     serve(&na, ls.next().unwrap());
     serve(&nb, ls.next().unwrap());
-    let unknown_dialer =
-        format!("{b} does not know us as {a}; check that its host list contains {a} exactly");
+    let unknown_dialer = format!(
+        "{b} does not know us as {a} (rejected: unknown incoming host: {a}); check that its host \
+         list contains {a} exactly"
+    );
     let unknown_acceptor = format!(
         " WARN nodegrid::api::acceptor: refused a grid connection from 127.0.0.1:PORT (claims to \
          be {a}): {a} is not in our host list (it lists {a2} with the same port); check that our \
@@ -505,8 +507,9 @@ async fn probe_unknown_host_and_dial_rule() {
          differently; check that it contains {a} exactly"
     );
     let side_dialer = format!(
-        "{a2} says it dials us, not the other way round: it names itself differently than our \
-         host list does; check that its own host string is {a2} exactly"
+        "{a2} says it dials us, not the other way round (rejected: grid: expected to be client \
+         side, not server side): it names itself differently than our host list does; check \
+         that its own host string is {a2} exactly"
     );
     wait_for("all four lines", Duration::from_secs(10), || {
         warns(&logs, &["is not in our host list", &format!("local={b} ")]).len() == 1

@@ -173,9 +173,13 @@ fn similar_host<'h>(claimed: &str, hosts: &'h [String]) -> Option<&'h str> {
     }
 }
 
-/// The dialer's line when the acceptor does not know our host string.
+/// The dialer's line when the acceptor does not know our host string (with the reason it
+/// sent, as MinIO words it).
 pub(crate) fn peer_does_not_know_us(peer: &str, local: &str) -> String {
-    format!("{peer} does not know us as {local}; check that its host list contains {local} exactly")
+    format!(
+        "{peer} does not know us as {local} (rejected: {UNKNOWN_HOST}{local}); check that its \
+         host list contains {local} exactly"
+    )
 }
 
 /// The acceptor's line when a peer dials it that, by the dial rule, it should dial.
@@ -191,8 +195,9 @@ pub(crate) fn wrong_side_incoming(addr: Option<SocketAddr>, claimed: &str, local
 /// The dialer's line when the acceptor says it should dial us.
 pub(crate) fn wrong_side_dialer(peer: &str) -> String {
     format!(
-        "{peer} says it dials us, not the other way round: it names itself differently than our \
-         host list does; check that its own host string is {peer} exactly"
+        "{peer} says it dials us, not the other way round (rejected: {WRONG_SIDE}): it names \
+         itself differently than our host list does; check that its own host string is {peer} \
+         exactly"
     )
 }
 
@@ -492,7 +497,10 @@ mod tests {
         );
         assert_eq!(
             peer_does_not_know_us(B, A),
-            format!("{B} does not know us as {A}; check that its host list contains {A} exactly")
+            format!(
+                "{B} does not know us as {A} (rejected: unknown incoming host: {A}); check that \
+                 its host list contains {A} exactly"
+            )
         );
     }
 
