@@ -177,12 +177,10 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         let mut rx = c.watch_state();
         tokio::spawn(async move {
             loop {
+                // A state change is news, not a problem: INFO. What needs action (a refused
+                // token, a certificate, host lists) the grid logs itself, at WARN.
                 let s = rx.borrow_and_update().clone();
-                if s.is_connected() {
-                    tracing::info!(peer = %c.remote(), state = %s, "peer state");
-                } else {
-                    tracing::warn!(peer = %c.remote(), state = %s, "peer state");
-                }
+                tracing::info!(peer = %c.remote(), state = %s, "peer state");
                 if rx.changed().await.is_err() {
                     return;
                 }
