@@ -398,13 +398,13 @@ impl Connection {
         let c = &self.inner.link.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let state = self.state();
-        let (outgoing, incoming, queue) = match self.inner.session.load_full() {
+        let (outgoing, incoming, q) = match self.inner.session.load_full() {
             Some(s) => (
                 s.outgoing.len() as u64,
                 (s.incoming_singles.len() + s.incoming_streams.len()) as u64,
-                s.out.len() as u64,
+                s.out.size(),
             ),
-            None => (0, 0, 0),
+            None => (0, 0, Default::default()),
         };
         ConnectionStats {
             remote: self.inner.remote().to_string(),
@@ -424,7 +424,14 @@ impl Connection {
             streams_in: l(&c.streams_in),
             outgoing_in_flight: outgoing,
             incoming_in_flight: incoming,
-            outbound_queue: queue,
+            outbound_queue: q.entries as u64,
+            outbound_queue_bytes: (q.control + q.data) as u64,
+            outbound_control_peak_bytes: q.control_peak as u64,
+            outbound_data_peak_bytes: q.data_peak as u64,
+            read_pauses: l(&c.read_pauses),
+            data_waits: l(&c.data_waits),
+            pongs_replaced: l(&c.pongs_replaced),
+            oversized_in: l(&c.oversized_in),
             last_rtt_us: l(&c.last_rtt_ns) / 1000,
             max_rtt_us: l(&c.max_rtt_ns) / 1000,
             last_pong_unix_ms: l(&c.last_pong_unix_ms),
@@ -461,6 +468,16 @@ impl Connection {
     #[doc(hidden)]
     pub fn set_next_mux_id(&self, id: u64) {
         self.inner.next_mux.store(id, Ordering::Relaxed);
+    }
+
+    /// Sets the peer's `max_message_size` on the live session, as the handshake does when the
+    /// peer announces it: calls larger than it then fail locally with [`Error::TooLarge`]. Only
+    /// for tests.
+    #[doc(hidden)]
+    pub fn set_peer_max_message_size(&self, limit: Option<usize>) {
+        if let Some(s) = self.inner.session.load_full() {
+            s.set_peer_max_message_size(limit);
+        }
     }
 
     /// Ends the live session as if the socket had died (the dialer then reconnects). For
