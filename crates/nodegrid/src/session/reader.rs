@@ -10,7 +10,7 @@ use crate::session::wake::deferring_wakes;
 use crate::stats::ConnCounters;
 use crate::transport::ws::{FrameDecoder, Need, WsEvent};
 use crate::transport::BoxRead;
-use crate::wire::{split_frame, DecodeError, FrameMessages, Message, Op};
+use crate::wire::{split_frame, DecodeError, FrameMessages, Limits, Op};
 #[cfg(test)]
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -59,6 +59,9 @@ async fn reader_loop(
     mut buf: BytesMut,
 ) -> Result<(), String> {
     let limits = sess.limits();
+    let relaxed = Limits {
+        max_message_size: limits.max_frame_size(),
+    };
     let mut dec = FrameDecoder::new(sess.role, limits.max_frame_size())
         .skip_oversized(limits.max_message_size);
     loop {
@@ -69,33 +72,14 @@ async fn reader_loop(
             }
             Ok(Ok(WsEvent::Binary(b))) => {
                 ConnCounters::add(&sess.counters().bytes_in, b.len() as u64);
-                let mut msgs = match split_frame(b.clone(), &limits) {
-                    Ok(m) => m,
-                    Err(DecodeError::TooLarge { size, .. }) => {
-                        // One message over our limit, within the frame limit: answered like
-                        // one too large to be read.
-                        match Message::decode_header(&b) {
-                            Ok(h) if h.op != Op::Merged => {
-                                oversized::received(sess, h, size as u64);
-                                continue;
-                            }
-                            _ => {
-                                return Err(malformed(
-                                    sess,
-                                    DecodeError::TooLarge {
-                                        size,
-                                        limit: limits.max_frame_size(),
-                                    },
-                                ))
-                            }
-                        }
-                    }
-                    Err(e) => return Err(malformed(sess, e)),
-                };
-                drop(b);
+                // Messages are decoded up to the frame limit and checked against ours one by
+                // one (`handle_messages`): one over it, alone or inside an envelope (a sender
+                // with a larger limit merges messages of up to its merge budget), fails its call
+                // alone.
+                let mut msgs = split_frame(b, &relaxed).map_err(|e| malformed(sess, e))?;
                 // Handled message by message; the reader stops reading while the control lane
                 // of the outbound queue is at its bound, even in the middle of a frame.
-                while deferring_wakes(|| handle_messages(sess, &mut msgs))? {
+                while deferring_wakes(|| handle_messages(sess, &mut msgs, &limits))? {
                     wait_for_drain(sess).await;
                     if sess.is_ended() {
                         return Ok(());
@@ -148,10 +132,21 @@ fn malformed(sess: &Session, e: DecodeError) -> String {
 
 /// Dispatches the messages of one frame until they are done (`Ok(false)`) or the control lane
 /// of the outbound queue is at its bound (`Ok(true)`: wait, then call again).
-fn handle_messages(sess: &Arc<Session>, msgs: &mut FrameMessages) -> Result<bool, String> {
+fn handle_messages(
+    sess: &Arc<Session>,
+    msgs: &mut FrameMessages,
+    limits: &Limits,
+) -> Result<bool, String> {
     for m in msgs.by_ref() {
         let m = m.map_err(|e| malformed(sess, e))?;
         ConnCounters::add(&sess.counters().msgs_in, 1);
+        if m.payload.len() > limits.max_payload() {
+            let size = m.encoded_len();
+            if size > limits.max_message_size && m.op != Op::Merged {
+                oversized::received(sess, m.header(), size as u64);
+                continue;
+            }
+        }
         dispatch(sess, m);
         if sess.out.control_full() {
             return Ok(true);

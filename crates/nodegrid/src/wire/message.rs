@@ -158,6 +158,19 @@ impl std::fmt::Debug for Message {
 const ARRAY_HEADER_LEN: usize = 1;
 
 impl Message {
+    /// The tuple fields of this message (as [`Message::decode_header`] gives them).
+    pub fn header(&self) -> MessageHeader {
+        MessageHeader {
+            mux_id: self.mux_id,
+            seq: self.seq,
+            deadline_ms: self.deadline_ms,
+            handler: self.handler,
+            op: self.op,
+            flags: self.flags,
+            payload_len: self.payload.len(),
+        }
+    }
+
     /// A message with the given op and mux ID and every other field zero / absent.
     pub fn new(op: Op, mux_id: MuxId) -> Message {
         Message {
