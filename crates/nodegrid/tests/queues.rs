@@ -319,3 +319,81 @@ async fn stream_handlers_wait_for_room_towards_a_caller_that_does_not_read() {
     assert_eq!(st.streams_in, 50);
     ended_within(&conn, Duration::from_secs(10)).await;
 }
+
+/// Two nodes that both reach their control bound stop reading at the same time, each waiting
+/// for the other to read: the write timeout ends the session cleanly, every call returns (with
+/// its answer or `remote disconnected`, never hanging), and the connection serves again.
+#[tokio::test(start_paused = true)]
+async fn two_nodes_that_both_stop_reading_recover_through_the_write_timeout() {
+    common::init_tracing();
+    let net = MemoryNetwork::new();
+    let hosts = ["http://a:9000".to_string(), "http://b:9000".to_string()];
+    let mut cfg = GridConfig::default();
+    cfg.outbound_control_bytes = 64 << 10;
+    let nodes: Vec<Manager> = hosts
+        .iter()
+        .map(|h| {
+            let m = Manager::builder(h, hosts.clone())
+                .auth(Auth::shared_token("q"))
+                .config(cfg.clone())
+                .dialer(net.dialer(h))
+                .build()
+                .unwrap();
+            m.register_single(
+                ECHO,
+                |r: Request| async move { Ok::<_, RemoteError>(r.bytes()) },
+            )
+            .unwrap();
+            net.attach(&m);
+            m
+        })
+        .collect();
+    for m in &nodes {
+        m.wait_all_connected(Duration::from_secs(10)).await.unwrap();
+    }
+    let conns = [
+        nodes[0].connection(&hosts[1]).unwrap(),
+        nodes[1].connection(&hosts[0]).unwrap(),
+    ];
+    // 64 callers on each side, 20 echo calls of 64 KiB each: far more answers in flight than
+    // either control lane holds.
+    let mut calls = Vec::new();
+    for c in &conns {
+        for _ in 0..64 {
+            let c = c.clone();
+            calls.push(tokio::spawn(async move {
+                let (mut ok, mut lost) = (0, 0);
+                for _ in 0..20 {
+                    match c.request(ECHO, Bytes::from(vec![5u8; 64 << 10])).await {
+                        Ok(b) if b.len() == 64 << 10 => ok += 1,
+                        Err(Error::Disconnected) => lost += 1,
+                        r => panic!("unexpected {r:?}"),
+                    }
+                }
+                (ok, lost)
+            }));
+        }
+    }
+    let (mut ok, mut lost) = (0, 0);
+    for c in calls {
+        let (o, l) = tokio::time::timeout(Duration::from_secs(120), c)
+            .await
+            .expect("a call hung")
+            .unwrap();
+        ok += o;
+        lost += l;
+    }
+    assert_eq!(ok + lost, 2 * 64 * 20);
+    let pauses: u64 = conns.iter().map(|c| c.stats().read_pauses).sum();
+    assert!(pauses > 0);
+    eprintln!(
+        "ok {ok}, lost {lost}, read pauses {pauses}, sessions {} / {}",
+        conns[0].stats().connects,
+        conns[1].stats().connects
+    );
+    // Whatever happened, the connection serves again.
+    for c in &conns {
+        c.wait_connected(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(&c.request(ECHO, "again").await.unwrap()[..], b"again");
+    }
+}
