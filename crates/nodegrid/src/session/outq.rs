@@ -28,7 +28,7 @@
 //! queued for a dead session reaches the next one (§12.5).
 
 use crate::error::Error;
-use crate::stats::ConnCounters;
+use crate::stats::{ConnCounters, Padded};
 use crate::wire::{Limits, Message, Op};
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -147,6 +147,9 @@ struct Inner {
     control_peak: usize,
     data: usize,
     data_peak: usize,
+    /// What `Lookout` says (to store there only when it changes).
+    control_flag: bool,
+    data_flag: bool,
 }
 
 impl Inner {
@@ -164,6 +167,16 @@ fn unlock_and_wake_writer(mut inner: MutexGuard<'_, Inner>) {
     }
 }
 
+/// Wakes what `release_locked` returned (after the lock is released).
+fn wake_all((senders, reader): (Vec<Waker>, Option<Waker>)) {
+    for s in senders {
+        s.wake();
+    }
+    if let Some(r) = reader {
+        r.wake();
+    }
+}
+
 /// Stores `cx`'s waker in `slot` unless the same task is already there.
 fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
@@ -172,18 +185,27 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     }
 }
 
+/// What the hot paths check without the lock.
+#[derive(Default)]
+struct Lookout {
+    /// Whether the control lane is at its bound (the reader stops reading).
+    control_full: AtomicBool,
+    /// Whether the data lane is at its byte bound (stream senders wait).
+    data_full: AtomicBool,
+    /// The peer's `max_message_size` once known, 0 while unknown.
+    peer_max_message: AtomicUsize,
+}
+
 /// Aligned to a cache line: its lock is the most contended word of a session.
 #[repr(align(128))]
 pub(crate) struct OutQueue {
     inner: Mutex<Inner>,
     /// Whether `urgent` may be non-empty (checked by the writer without the lock).
     has_urgent: AtomicBool,
-    /// `Inner::control`, readable without the lock (the reader checks it per message).
-    control_now: AtomicUsize,
-    /// `Inner::data`, readable without the lock (stream senders check it per item).
-    data_now: AtomicUsize,
-    /// The peer's `max_message_size` once known, 0 while unknown.
-    peer_max_message: AtomicUsize,
+    /// Read on the hot paths without the lock, written only when a lane crosses its bound:
+    /// on a line of its own, so that pushes (which write the lock's line) do not make every
+    /// reader of these miss.
+    lookout: Padded<Lookout>,
     bounds: Bounds,
     counters: Arc<dyn AsRef<ConnCounters> + Send + Sync>,
 }
@@ -206,11 +228,11 @@ impl OutQueue {
                 control_peak: 0,
                 data: 0,
                 data_peak: 0,
+                control_flag: false,
+                data_flag: false,
             }),
             has_urgent: AtomicBool::new(false),
-            control_now: AtomicUsize::new(0),
-            data_now: AtomicUsize::new(0),
-            peer_max_message: AtomicUsize::new(0),
+            lookout: Padded(Lookout::default()),
             bounds: Bounds {
                 entries: bounds.entries.max(1),
                 data_bytes: bounds.data_bytes.max(1),
@@ -266,26 +288,66 @@ impl OutQueue {
             Lane::Control => {
                 inner.control += c;
                 inner.control_peak = inner.control_peak.max(inner.control);
-                self.control_now.store(inner.control, Ordering::Relaxed);
             }
             Lane::Data => {
                 inner.data += c;
                 inner.data_peak = inner.data_peak.max(inner.data);
-                self.data_now.store(inner.data, Ordering::Relaxed);
             }
         }
         inner.q.push_back(Queued { msg, lane });
+        self.update_lookout(inner);
+    }
+
+    /// Sets the lock-free flags after the lanes changed (a store only when one flips).
+    fn update_lookout(&self, inner: &mut Inner) {
+        let control_full = inner.control >= self.bounds.control_bytes;
+        if control_full != inner.control_flag {
+            inner.control_flag = control_full;
+            self.lookout
+                .control_full
+                .store(control_full, Ordering::Relaxed);
+        }
+        let data_full = inner.data >= self.bounds.data_bytes;
+        if data_full != inner.data_flag {
+            inner.data_flag = data_full;
+            self.lookout.data_full.store(data_full, Ordering::Relaxed);
+        }
+    }
+
+    /// Subtracts what the writer has written from the lanes (under the lock); returns who to
+    /// wake once the lock is released: the data senders if there is room, the reader if the
+    /// control lane is below half its bound.
+    fn release_locked(&self, inner: &mut Inner, w: &mut Written) -> (Vec<Waker>, Option<Waker>) {
+        if w.total() == 0 {
+            return (Vec::new(), None);
+        }
+        inner.control = inner.control.saturating_sub(w.control);
+        inner.data = inner.data.saturating_sub(w.data);
+        *w = Written::default();
+        self.update_lookout(inner);
+        let senders = if !inner.senders.is_empty() && inner.data_has_room(&self.bounds) {
+            std::mem::take(&mut inner.senders)
+        } else {
+            Vec::new()
+        };
+        let reader = if inner.control <= self.bounds.control_bytes / 2 {
+            inner.reader.take()
+        } else {
+            None
+        };
+        (senders, reader)
     }
 
     /// Records the peer's `max_message_size` (`None`: unknown).
     pub(crate) fn set_peer_max_message(&self, limit: Option<usize>) {
-        self.peer_max_message
+        self.lookout
+            .peer_max_message
             .store(limit.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// The peer's `max_message_size`, if known.
     pub(crate) fn peer_max_message(&self) -> Option<usize> {
-        match self.peer_max_message.load(Ordering::Relaxed) {
+        match self.lookout.peer_max_message.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n),
         }
@@ -335,7 +397,7 @@ impl OutQueue {
     /// writer wakes once it has drained below the bound. A closed queue is ready too (the push
     /// that follows fails). One atomic load when there is room.
     pub(crate) fn poll_space(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.data_now.load(Ordering::Relaxed) < self.bounds.data_bytes {
+        if !self.lookout.data_full.load(Ordering::Relaxed) {
             return Poll::Ready(());
         }
         let mut inner = self.inner.lock();
@@ -378,7 +440,7 @@ impl OutQueue {
     /// Whether the control lane is at its bound: the reader stops reading (and waits with
     /// `poll_control_drained`). One atomic load.
     pub(crate) fn control_full(&self) -> bool {
-        self.control_now.load(Ordering::Relaxed) >= self.bounds.control_bytes
+        self.lookout.control_full.load(Ordering::Relaxed)
     }
 
     /// Ready once the control lane has drained to half its bound or the queue is closed.
@@ -392,75 +454,62 @@ impl OutQueue {
     }
 
     /// Ready when the queue is non-empty or closed; otherwise registers the (single) writer's
-    /// waker, which the next push or `close` wakes. One lock, no allocation per wait.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// waker, which the next push or `close` wakes. Releases `written` first (see `release`),
+    /// under the same lock. One lock, no allocation per wait.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, written: &mut Written) -> Poll<()> {
         let mut inner = self.inner.lock();
-        if !inner.q.is_empty() || inner.urgent.len() > 0 || inner.closed {
-            return Poll::Ready(());
-        }
-        register(&mut inner.writer, cx);
-        Poll::Pending
+        let wake = self.release_locked(&mut inner, written);
+        let r = if !inner.q.is_empty() || inner.urgent.len() > 0 || inner.closed {
+            Poll::Ready(())
+        } else {
+            register(&mut inner.writer, cx);
+            Poll::Pending
+        };
+        drop(inner);
+        wake_all(wake);
+        r
     }
 
-    /// Waits until the queue is non-empty or closed.
-    pub(crate) async fn ready(&self) {
-        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    /// Waits until the queue is non-empty or closed, releasing `written` first.
+    pub(crate) async fn ready(&self, written: &mut Written) {
+        std::future::poll_fn(|cx| self.poll_ready(cx, written)).await
     }
 
-    /// Moves everything queued into `out`. Returns false once the queue is closed. What is
-    /// moved still counts against the lanes until the writer `release`s it.
-    pub(crate) fn drain_into(&self, out: &mut VecDeque<Queued>) -> bool {
+    /// Releases `written`, then moves everything queued into `out`. Returns false once the
+    /// queue is closed. What is moved still counts against the lanes until the writer
+    /// releases it (here, in `ready` or in `release`).
+    pub(crate) fn drain_into(&self, out: &mut VecDeque<Queued>, written: &mut Written) -> bool {
         let mut inner = self.inner.lock();
         if inner.closed {
             return false;
         }
+        let (mut senders, reader) = self.release_locked(&mut inner, written);
         if out.is_empty() {
             std::mem::swap(out, &mut inner.q);
         } else {
             out.extend(inner.q.drain(..));
         }
         // Room by entries again: senders that waited for it may go (unless bytes hold them).
-        let wake = if inner.data_has_room(&self.bounds) {
-            std::mem::take(&mut inner.senders)
-        } else {
-            Vec::new()
-        };
-        drop(inner);
-        for w in wake {
-            w.wake();
+        if !inner.senders.is_empty() && inner.data_has_room(&self.bounds) {
+            senders.append(&mut inner.senders);
         }
+        drop(inner);
+        wake_all((senders, reader));
         true
     }
 
     /// The writer has written `w`: it no longer counts against the lanes. Wakes the data
-    /// senders once there is room, and the reader once the control lane is below half.
+    /// senders once there is room, and the reader once the control lane is below half. (The
+    /// writer calls this in the middle of a large batch; otherwise `ready` and `drain_into`
+    /// release under the lock they take anyway.)
     pub(crate) fn release(&self, w: &mut Written) {
         if w.total() == 0 {
             return;
         }
         let mut inner = self.inner.lock();
-        inner.control = inner.control.saturating_sub(w.control);
-        inner.data = inner.data.saturating_sub(w.data);
-        *w = Written::default();
-        self.control_now.store(inner.control, Ordering::Relaxed);
-        self.data_now.store(inner.data, Ordering::Relaxed);
-        let senders = if !inner.senders.is_empty() && inner.data < self.bounds.data_bytes {
-            std::mem::take(&mut inner.senders)
-        } else {
-            Vec::new()
-        };
-        let reader = if inner.control <= self.bounds.control_bytes / 2 {
-            inner.reader.take()
-        } else {
-            None
-        };
+        let wake = self.release_locked(&mut inner, w);
         drop(inner);
-        for s in senders {
-            s.wake();
-        }
-        if let Some(r) = reader {
-            r.wake();
-        }
+        wake_all(wake);
     }
 
     /// Closes the queue, drops its content and releases every waiter.
@@ -473,8 +522,7 @@ impl OutQueue {
                 Lane::Data => inner.data -= cost(&q.msg),
             }
         }
-        self.control_now.store(inner.control, Ordering::Relaxed);
-        self.data_now.store(inner.data, Ordering::Relaxed);
+        self.update_lookout(&mut inner);
         inner.urgent = Urgent::default();
         let senders = std::mem::take(&mut inner.senders);
         let reader = inner.reader.take();
@@ -560,7 +608,7 @@ mod tests {
         // Control items never wait.
         q.push(msg(9)).unwrap();
         let mut out = VecDeque::new();
-        assert!(q.drain_into(&mut out));
+        assert!(q.drain_into(&mut out, &mut Written::default()));
         assert_eq!(out.len(), 3);
         tokio::time::timeout(Duration::from_secs(5), blocked)
             .await
@@ -581,7 +629,7 @@ mod tests {
         assert_eq!(r, Err(Closed));
         assert_eq!(q.len(), 0);
         assert_eq!(q.push(msg(6)), Err(Closed));
-        assert!(!q.drain_into(&mut out));
+        assert!(!q.drain_into(&mut out, &mut Written::default()));
     }
 
     #[tokio::test]
@@ -596,7 +644,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         // Taken by the writer but not written: still counted, the sender still waits.
         let mut batch = VecDeque::new();
-        assert!(q.drain_into(&mut batch));
+        assert!(q.drain_into(&mut batch, &mut Written::default()));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!blocked.is_finished());
         assert_eq!(q.size().data, 2 * 1128);
@@ -630,7 +678,7 @@ mod tests {
         assert!(q.control_full(), "1312 bytes");
         assert!(q.poll_control_drained(&mut cx).is_pending());
         let mut batch = VecDeque::new();
-        q.drain_into(&mut batch);
+        q.drain_into(&mut batch, &mut Written::default());
         // Written one by one: 984 and 656 are above half the bound, 328 is not.
         let mut w = Written::default();
         for expect_woken in [0, 0, 1, 1] {
@@ -657,7 +705,7 @@ mod tests {
         let (q, c) = queue(1, usize::MAX, usize::MAX);
         q.push_wait(msg(1)).await.unwrap();
         let q2 = q.clone();
-        let w = tokio::spawn(async move { q2.ready().await });
+        let w = tokio::spawn(async move { q2.ready(&mut Written::default()).await });
         for i in 0..1000u32 {
             q.push_urgent(Outbound::WsPong(Bytes::from(i.to_be_bytes().to_vec())))
                 .unwrap();
@@ -686,7 +734,7 @@ mod tests {
         q.take_urgent(&mut urgent);
         assert_eq!(urgent.len(), 3, "nothing more");
         let mut out = VecDeque::new();
-        assert!(q.drain_into(&mut out));
+        assert!(q.drain_into(&mut out, &mut Written::default()));
         assert_eq!(out.len(), 1, "the data item stays in the normal lane");
         q.close();
         assert_eq!(q.push_urgent(Outbound::WsPong(Bytes::new())), Err(Closed));
@@ -708,35 +756,35 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let woken = || count.0.load(Ordering::SeqCst);
         // Waiting twice with the same task registers it once; one push wakes it once.
-        assert!(q.poll_ready(&mut cx).is_pending());
-        assert!(q.poll_ready(&mut cx).is_pending());
+        assert!(q.poll_ready(&mut cx, &mut Written::default()).is_pending());
+        assert!(q.poll_ready(&mut cx, &mut Written::default()).is_pending());
         q.push(msg(1)).unwrap();
         assert_eq!(woken(), 1);
         // Not waiting: a second push wakes nobody.
         q.push(msg(2)).unwrap();
         assert_eq!(woken(), 1);
-        assert!(q.poll_ready(&mut cx).is_ready());
+        assert!(q.poll_ready(&mut cx, &mut Written::default()).is_ready());
         let mut out = VecDeque::new();
-        assert!(q.drain_into(&mut out));
+        assert!(q.drain_into(&mut out, &mut Written::default()));
         assert_eq!(out.len(), 2);
-        assert!(q.poll_ready(&mut cx).is_pending());
+        assert!(q.poll_ready(&mut cx, &mut Written::default()).is_pending());
         q.push_urgent(Outbound::WsPong(Bytes::new())).unwrap();
         assert_eq!(woken(), 2);
         let mut urgent = Vec::new();
         q.take_urgent(&mut urgent);
         assert_eq!(urgent.len(), 1);
-        assert!(q.poll_ready(&mut cx).is_pending());
+        assert!(q.poll_ready(&mut cx, &mut Written::default()).is_pending());
         q.close();
         assert_eq!(woken(), 3);
-        assert!(q.poll_ready(&mut cx).is_ready());
-        assert!(!q.drain_into(&mut out));
+        assert!(q.poll_ready(&mut cx, &mut Written::default()).is_ready());
+        assert!(!q.drain_into(&mut out, &mut Written::default()));
     }
 
     #[tokio::test]
     async fn ready_wakes_on_push_and_close() {
         let (q, _) = queue(8, usize::MAX, usize::MAX);
         let q2 = q.clone();
-        let w = tokio::spawn(async move { q2.ready().await });
+        let w = tokio::spawn(async move { q2.ready(&mut Written::default()).await });
         tokio::task::yield_now().await;
         q.push(msg(1)).unwrap();
         tokio::time::timeout(Duration::from_secs(5), w)
@@ -744,9 +792,9 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = VecDeque::new();
-        q.drain_into(&mut out);
+        q.drain_into(&mut out, &mut Written::default());
         let q2 = q.clone();
-        let w = tokio::spawn(async move { q2.ready().await });
+        let w = tokio::spawn(async move { q2.ready(&mut Written::default()).await });
         tokio::task::yield_now().await;
         q.close();
         tokio::time::timeout(Duration::from_secs(5), w)

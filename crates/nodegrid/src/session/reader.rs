@@ -156,10 +156,10 @@ fn handle_messages(
 }
 
 /// Stops reading until the writer has drained the control lane below half its bound (or the
-/// session ends): the peer is sending faster than it reads our answers.
+/// session ends): the peer is sending faster than it reads our answers. Counted, not logged
+/// (it may happen many times a second).
 async fn wait_for_drain(sess: &Arc<Session>) {
     ConnCounters::add(&sess.counters().read_pauses, 1);
-    tracing::debug!(remote = %sess.link.remote, session = sess.id, "outbound control lane full: reading paused");
     std::future::poll_fn(|cx| sess.out.poll_control_drained(cx)).await;
 }
 

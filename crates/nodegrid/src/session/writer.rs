@@ -19,8 +19,9 @@ use tokio::io::AsyncWriteExt;
 /// A write buffer that grew beyond this is released after use (§8 "Buffers").
 const MAX_KEPT_WRITE_BUF: usize = 256 * 1024;
 /// Written bytes are reported to the queue (which wakes waiting senders and a paused reader)
-/// at the end of each batch, or sooner once this much has been written: one lock per batch
-/// in the usual case, and a large batch still frees its room as it goes.
+/// when the writer next takes the queue's lock anyway (to wait for items or take them), or
+/// sooner once this much has been written: no extra lock in the usual case, and a large batch
+/// still frees its room as it goes.
 const RELEASE_STEP: usize = 64 * 1024;
 
 /// Writes until the queue closes or a write fails, then ends the session.
@@ -146,20 +147,23 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
     };
     let mut batch: VecDeque<Queued> = VecDeque::new();
     let mut urgent: Vec<Outbound> = Vec::new();
+    // What was written and not yet reported to the queue (released under the lock that
+    // `ready` and `drain_into` take anyway).
+    let mut written = Written::default();
     loop {
         // Timers live in the housekeeping task, so each wake-up of the writer polls no timer,
         // nor a token: the session's end closes the queue, which wakes the writer, and then
         // `drain_into` says so.
-        sess.out.ready().await;
+        sess.out.ready(&mut written).await;
         // Let other ready tasks queue their messages first when many calls are active: more
         // messages per write at high concurrency, no added latency for a lone call.
         if sess.activity() > 1 {
             tokio::task::yield_now().await;
         }
-        if !sess.out.drain_into(&mut batch) {
+        if !sess.out.drain_into(&mut batch, &mut written) {
             return Ok(());
         }
-        write_batch(sess, w, &mut fw, &mut batch, &mut urgent).await?;
+        write_batch(sess, w, &mut fw, &mut batch, &mut urgent, &mut written).await?;
     }
 }
 
@@ -185,8 +189,8 @@ async fn write_batch(
     fw: &mut FrameWriter,
     batch: &mut VecDeque<Queued>,
     urgent: &mut Vec<Outbound>,
+    written: &mut Written,
 ) -> Result<(), String> {
-    let mut written = Written::default();
     loop {
         // Liveness items go first, before every frame of data (one atomic load when none).
         sess.out.take_urgent(urgent);
@@ -194,10 +198,9 @@ async fn write_batch(
             write_one(sess, w, fw, &item).await?;
         }
         if written.total() >= RELEASE_STEP {
-            sess.out.release(&mut written);
+            sess.out.release(written);
         }
         let Some(q) = batch.pop_front() else {
-            sess.out.release(&mut written);
             return Ok(());
         };
         written.add(&q);
