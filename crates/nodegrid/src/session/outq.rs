@@ -133,23 +133,27 @@ impl Urgent {
     }
 }
 
+/// The fields every push and every writer wake-up touch come first and share the lock's
+/// cache line; the liveness slots (about 220 bytes) and the rest follow.
+#[repr(C)]
 struct Inner {
     q: VecDeque<Queued>,
-    urgent: Urgent,
-    closed: bool,
     /// The writer's waker while it waits for items (taken and woken by the next push).
     writer: Option<Waker>,
+    control: usize,
+    data: usize,
+    closed: bool,
+    /// What `Lookout` says (to store there only when it changes).
+    control_flag: bool,
+    data_flag: bool,
+    // Cold.
+    control_peak: usize,
+    data_peak: usize,
     /// Data senders waiting for room.
     senders: Vec<Waker>,
     /// The reader while it waits for the control lane to drain.
     reader: Option<Waker>,
-    control: usize,
-    control_peak: usize,
-    data: usize,
-    data_peak: usize,
-    /// What `Lookout` says (to store there only when it changes).
-    control_flag: bool,
-    data_flag: bool,
+    urgent: Urgent,
 }
 
 impl Inner {
@@ -459,7 +463,10 @@ impl OutQueue {
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, written: &mut Written) -> Poll<()> {
         let mut inner = self.inner.lock();
         let wake = self.release_locked(&mut inner, written);
-        let r = if !inner.q.is_empty() || inner.urgent.len() > 0 || inner.closed {
+        // `has_urgent` is exact under the lock (set by `push_urgent`, cleared by `take_urgent`)
+        // and, unlike the slots, on no line a push touches.
+        let urgent = self.has_urgent.load(Ordering::Relaxed);
+        let r = if !inner.q.is_empty() || urgent || inner.closed {
             Poll::Ready(())
         } else {
             register(&mut inner.writer, cx);
