@@ -397,3 +397,84 @@ async fn two_nodes_that_both_stop_reading_recover_through_the_write_timeout() {
         assert_eq!(&c.request(ECHO, "again").await.unwrap()[..], b"again");
     }
 }
+
+/// Heavy legitimate traffic in both directions never reaches the default bounds: 64 callers
+/// each way with 4 KiB echoes, and 16 echo streams each way with 64 credits, on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_two_way_traffic_stays_clear_of_the_default_bounds() {
+    let c = common::cluster(2, GridConfig::default(), |m| {
+        m.register_single(
+            ECHO,
+            |r: Request| async move { Ok::<_, RemoteError>(r.bytes()) },
+        )
+        .unwrap();
+        m.register_stream(
+            ECHO,
+            StreamSpec::new().in_capacity(64).out_capacity(64),
+            |_c: nodegrid::StreamContext,
+             mut i: nodegrid::StreamInput,
+             o: nodegrid::StreamOutput| async move {
+                while let Some(x) = i.recv().await {
+                    if o.send(x).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    })
+    .await;
+    let end = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for (a, b) in [(0, 1), (1, 0)] {
+        for _ in 0..64 {
+            let conn = c.conn(a, b);
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while tokio::time::Instant::now() < end {
+                    let r = conn.request(ECHO, Bytes::from(vec![1u8; 4096])).await;
+                    assert_eq!(r.unwrap().len(), 4096);
+                    n += 1;
+                }
+                n
+            }));
+        }
+        for _ in 0..16 {
+            let conn = c.conn(a, b);
+            tasks.push(tokio::spawn(async move {
+                let mut s = conn
+                    .open_stream(ECHO, None, nodegrid::StreamOptions::new())
+                    .await
+                    .unwrap();
+                let mut n = 0u64;
+                while tokio::time::Instant::now() < end {
+                    for _ in 0..32 {
+                        s.send(Bytes::from(vec![2u8; 1024])).await.unwrap();
+                    }
+                    for _ in 0..32 {
+                        assert_eq!(s.recv().await.unwrap().unwrap().len(), 1024);
+                    }
+                    n += 32;
+                }
+                n
+            }));
+        }
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(total > 1000, "{total}");
+    for (a, b) in [(0, 1), (1, 0)] {
+        let st = c.conn(a, b).stats();
+        assert_eq!((st.read_pauses, st.data_waits), (0, 0), "{}", st.remote);
+        assert!(st.outbound_control_peak_bytes < 16 << 20);
+        assert!(st.outbound_data_peak_bytes < 64 << 20);
+        assert_eq!((st.connects, st.errors.disconnected), (1, 0));
+    }
+    c.shutdown();
+}
