@@ -16,6 +16,23 @@ pub struct GridConfig {
     pub max_message_size: usize,
     /// Entries in a session's outbound queue before callers wait. Default 65535 (§8).
     pub outbound_queue: usize,
+    /// Bytes of data a session's outbound queue holds before its senders wait: requests and
+    /// stream opens of callers, stream items of callers and handlers, answers of handlers that
+    /// ran in their own task. A message counts its payload plus 128 bytes, from when it is
+    /// queued until the writer has written it. Senders wait (callers within their deadline)
+    /// until the writer drains below the bound; one message may pass it per sender, so a
+    /// message larger than the bound still goes out. Default 64 MiB.
+    pub outbound_data_bytes: usize,
+    /// Bytes of control messages a session's outbound queue holds before the session stops
+    /// reading from its peer: the answers the reader produces itself (errors such as unknown
+    /// handlers, answers of handlers that finish at once, stream acks and credits). At the
+    /// bound the reader waits until the writer has drained below half of it, so a peer that
+    /// sends requests but reads its answers slowly or not at all is slowed to its own reading
+    /// speed (counted as `read_pauses`); one that does not read at all is ended by
+    /// `write_timeout`. The bound may be passed by one answer. Liveness answers are not
+    /// counted here: at most one WebSocket pong and one connection pong are ever pending
+    /// (a newer ping replaces an unanswered one). Default 16 MiB.
+    pub outbound_control_bytes: usize,
     /// Single-request handlers running at once per connection; beyond this, requests are
     /// answered with a remote error at once (the reader never blocks). Default 10 000.
     pub max_running_handlers: usize,
@@ -81,6 +98,8 @@ impl Default for GridConfig {
         GridConfig {
             max_message_size: crate::wire::DEFAULT_MAX_MESSAGE_SIZE,
             outbound_queue: 65_535,
+            outbound_data_bytes: 64 << 20,
+            outbound_control_bytes: 16 << 20,
             max_running_handlers: 10_000,
             max_incoming_streams: 10_000,
             ping_interval: Duration::from_secs(10),
@@ -120,6 +139,8 @@ impl GridConfig {
         };
         nz(self.max_message_size, "max_message_size")?;
         nz(self.outbound_queue, "outbound_queue")?;
+        nz(self.outbound_data_bytes, "outbound_data_bytes")?;
+        nz(self.outbound_control_bytes, "outbound_control_bytes")?;
         nz(self.max_running_handlers, "max_running_handlers")?;
         nz(self.max_incoming_streams, "max_incoming_streams")?;
         nz(self.max_pending_handshakes, "max_pending_handshakes")?;

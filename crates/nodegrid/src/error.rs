@@ -260,6 +260,13 @@ impl Error {
     /// [`Error::DeadlineExceeded`], the same error the caller's own timer gives, so the result
     /// does not depend on which side's timer fired first.
     pub(crate) fn from_remote_text(text: String) -> Error {
+        // A receiver's "message too large" (`wire::too_large_text`) is typed again here.
+        if let Some((size, limit)) = crate::wire::parse_too_large_text(&text) {
+            return Error::TooLarge {
+                size: size as usize,
+                limit,
+            };
+        }
         if text == DEADLINE_TEXT {
             Error::DeadlineExceeded
         } else {

@@ -39,6 +39,9 @@ pub(crate) struct ConnCounters {
     pub last_rtt_ns: AtomicU64,
     pub max_rtt_ns: AtomicU64,
     pub last_pong_unix_ms: AtomicU64,
+    pub read_pauses: AtomicU64,
+    pub pongs_replaced: AtomicU64,
+    pub oversized_in: AtomicU64,
     _reader_end: LineBreak,
     // The writer.
     pub msgs_out: AtomicU64,
@@ -53,12 +56,22 @@ pub(crate) struct ConnCounters {
     pub err_deadline: AtomicU64,
     pub err_cancelled: AtomicU64,
     pub err_other: AtomicU64,
+    pub data_waits: AtomicU64,
     _callers_end: LineBreak,
     // Rare: connection attempts.
     pub connects: AtomicU64,
     pub reconnects: AtomicU64,
     pub last_connect_unix_ms: AtomicU64,
     pub handshake_failures: AtomicU64,
+    /// Milliseconds after the process's first use of it (see `oversize_warn_due`) of the last
+    /// WARN about an oversized message from this peer, plus one (0: never).
+    pub last_oversize_warn: AtomicU64,
+}
+
+impl AsRef<ConnCounters> for ConnCounters {
+    fn as_ref(&self) -> &ConnCounters {
+        self
+    }
 }
 
 impl ConnCounters {
@@ -81,6 +94,24 @@ impl ConnCounters {
             _ => &self.err_other,
         };
         c.fetch_add(1, Relaxed);
+    }
+
+    /// Whether a WARN about an oversized message from this peer is due (at most one per
+    /// `interval`); if so, the time is recorded.
+    pub(crate) fn oversize_warn_due(&self, interval: std::time::Duration) -> bool {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1;
+        let last = self.last_oversize_warn.load(Relaxed);
+        if last != 0 && now.saturating_sub(last) < interval.as_millis() as u64 {
+            return false;
+        }
+        self.last_oversize_warn
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
     }
 
     pub(crate) fn record_rtt(&self, ns: u64) {
@@ -143,6 +174,24 @@ pub struct ConnectionStats {
     pub incoming_in_flight: u64,
     /// Current length of the outbound queue.
     pub outbound_queue: u64,
+    /// Bytes counted on the outbound queue's control and data lanes now (see
+    /// `GridConfig::outbound_control_bytes` and `outbound_data_bytes`).
+    pub outbound_queue_bytes: u64,
+    /// Most bytes the control lane of the current session's outbound queue has held.
+    pub outbound_control_peak_bytes: u64,
+    /// Most bytes the data lane of the current session's outbound queue has held.
+    pub outbound_data_peak_bytes: u64,
+    /// Times the reader stopped reading from the peer because the control lane was at its
+    /// bound (`outbound_control_bytes`).
+    pub read_pauses: u64,
+    /// Times a sender waited because the data lane was full (`outbound_queue` entries or
+    /// `outbound_data_bytes`).
+    pub data_waits: u64,
+    /// Pongs (WebSocket or connection-level) replaced by a newer one before they were sent.
+    pub pongs_replaced: u64,
+    /// Messages from the peer over `max_message_size`, skipped without ending the session
+    /// (the call they belonged to failed).
+    pub oversized_in: u64,
     /// Last connection-ping round trip, in microseconds.
     pub last_rtt_us: u64,
     /// Largest connection-ping round trip seen, in microseconds.
@@ -264,9 +313,9 @@ mod tests {
             assert_eq!(w[1] % 128, 0, "group not line-aligned: {groups:?}");
         }
         // The last fields of each group are still before the next group.
-        assert!(offset_of!(ConnCounters, last_pong_unix_ms) < groups[1]);
+        assert!(offset_of!(ConnCounters, oversized_in) < groups[1]);
         assert!(offset_of!(ConnCounters, ws_messages_out) < groups[2]);
-        assert!(offset_of!(ConnCounters, err_other) < groups[3]);
+        assert!(offset_of!(ConnCounters, data_waits) < groups[3]);
         assert_eq!(std::mem::align_of::<Padded<AtomicU64>>(), 128);
     }
 }

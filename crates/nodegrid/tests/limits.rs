@@ -162,23 +162,39 @@ async fn oversized_messages_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::TooLarge { limit: 65536, .. }), "{e:?}");
-    // From the network: an oversized message ends that peer's session, with a typed reason.
+    // From the network: an oversized request fails alone, answered with the size and the
+    // limit; the session stays (issue 15).
     let io = s.net.connect_raw(&s.fake, &s.node_host).unwrap();
     let (mut p, _) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "lim").await;
     assert!(p.handshake(&s.fake, "lim", GridTime::now()).await.accepted);
     let mut m = Message::new(Op::Request, 1);
     m.handler = ECHO;
     m.payload = Bytes::from(vec![1u8; 200 * 1024]);
+    let size = m.encoded_len();
     p.send(&m).await;
-    let fake_conn = s.node.connection(&s.fake).unwrap();
-    let mut rx = fake_conn.watch_state();
-    tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|st| !st.is_connected()))
+    let e = tokio::time::timeout(Duration::from_secs(5), p.recv_op(Op::MuxConnectError))
         .await
         .unwrap()
         .unwrap();
-    let why = fake_conn.last_error().unwrap();
-    assert!(why.contains("exceeds the limit"), "{why}");
-    assert_eq!(fake_conn.stats().protocol_errors, 1);
+    assert_eq!(e.mux_id, 1);
+    let text = nodegrid::wire::MuxConnectErrorPayload::decode(&e.payload)
+        .unwrap()
+        .error;
+    assert_eq!(text, nodegrid::wire::too_large_text(size as u64, 65536));
+    let fake_conn = s.node.connection(&s.fake).unwrap();
+    assert!(fake_conn.state().is_connected());
+    assert_eq!(fake_conn.stats().protocol_errors, 0);
+    assert_eq!(fake_conn.stats().oversized_in, 1);
+    // The same session still serves.
+    let mut m = Message::new(Op::Request, 2);
+    m.handler = ECHO;
+    m.payload = Bytes::from_static(b"after");
+    p.send(&m).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), p.recv_op(Op::Response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.mux_id, &r.payload[..]), (2, &b"after"[..]));
     s.still_serving().await;
 }
 

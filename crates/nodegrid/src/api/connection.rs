@@ -259,10 +259,11 @@ impl ConnShared {
             peer_instance,
             &common.shutdown,
         );
+        // The peer's limit, from its handshake extension: calls that would not fit fail here,
+        // before sending. Kept on the connection too, for `Connection::peer_max_message_size`.
         self.peer_max_message_size
             .store(peer_max_message.unwrap_or(0) as u64, Ordering::Relaxed);
-        // HAND-OFF (peer max_message_size → session slot, branch `lanes`): replace the store
-        // above with `sess.set_peer_max_message_size(peer_max_message);` once that slot is on main.
+        sess.set_peer_max_message_size(peer_max_message);
         session::start(&sess, io, leftover);
         sess
     }
@@ -558,13 +559,13 @@ impl Connection {
         let c = &self.inner.link.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let state = self.state();
-        let (outgoing, incoming, queue) = match self.inner.session.load_full() {
+        let (outgoing, incoming, q) = match self.inner.session.load_full() {
             Some(s) => (
                 s.outgoing.len() as u64,
                 (s.incoming_singles.len() + s.incoming_streams.len()) as u64,
-                s.out.len() as u64,
+                s.out.size(),
             ),
-            None => (0, 0, 0),
+            None => (0, 0, Default::default()),
         };
         ConnectionStats {
             remote: self.inner.remote().to_string(),
@@ -584,7 +585,14 @@ impl Connection {
             streams_in: l(&c.streams_in),
             outgoing_in_flight: outgoing,
             incoming_in_flight: incoming,
-            outbound_queue: queue,
+            outbound_queue: q.entries as u64,
+            outbound_queue_bytes: (q.control + q.data) as u64,
+            outbound_control_peak_bytes: q.control_peak as u64,
+            outbound_data_peak_bytes: q.data_peak as u64,
+            read_pauses: l(&c.read_pauses),
+            data_waits: l(&c.data_waits),
+            pongs_replaced: l(&c.pongs_replaced),
+            oversized_in: l(&c.oversized_in),
             last_rtt_us: l(&c.last_rtt_ns) / 1000,
             max_rtt_us: l(&c.max_rtt_ns) / 1000,
             last_pong_unix_ms: l(&c.last_pong_unix_ms),
@@ -621,6 +629,16 @@ impl Connection {
     #[doc(hidden)]
     pub fn set_next_mux_id(&self, id: u64) {
         self.inner.next_mux.store(id, Ordering::Relaxed);
+    }
+
+    /// Sets the peer's `max_message_size` on the live session, as the handshake does when the
+    /// peer announces it: calls larger than it then fail locally with [`Error::TooLarge`]. Only
+    /// for tests.
+    #[doc(hidden)]
+    pub fn set_peer_max_message_size(&self, limit: Option<usize>) {
+        if let Some(s) = self.inner.session.load_full() {
+            s.set_peer_max_message_size(limit);
+        }
     }
 
     /// Ends the live session as if the socket had died (the dialer then reconnects). For

@@ -46,7 +46,7 @@ fn caller_failed(sess: &Arc<Session>, m: Message) {
         let text = MuxConnectErrorPayload::decode(&m.payload)
             .map(|p| p.error)
             .unwrap_or_else(|e| format!("invalid mux connect error: {e}"));
-        Error::Remote(RemoteError(text))
+        Error::from_remote_text(text)
     } else if m.flags.contains(Flags::ERR) {
         Error::Remote(RemoteError(
             String::from_utf8_lossy(&m.payload).into_owned(),

@@ -9,6 +9,7 @@
 //! | `stream/` | streams, both roles |
 //! | `keepalive.rs` | connection pings and pongs |
 //! | `outq.rs` | the outbound queue and its lanes |
+//! | `oversized.rs` | messages over `max_message_size`: the call fails, the session stays |
 //! | `handlers.rs` | the handler API the session runs, and the lookup trait it calls |
 //! | `wake.rs` | waking waiting tasks, held while a frame is handled |
 //!
@@ -19,6 +20,7 @@ pub(crate) mod dispatch;
 pub(crate) mod handlers;
 pub(crate) mod keepalive;
 pub(crate) mod outq;
+pub(crate) mod oversized;
 pub(crate) mod reader;
 pub(crate) mod single;
 pub(crate) mod state;

@@ -4,13 +4,16 @@
 
 use crate::session::dispatch::dispatch;
 use crate::session::outq::Outbound;
+use crate::session::oversized;
 use crate::session::state::Session;
 use crate::session::wake::deferring_wakes;
 use crate::stats::ConnCounters;
 use crate::transport::ws::{FrameDecoder, Need, WsEvent};
 use crate::transport::BoxRead;
-use crate::wire::{split_frame, DecodeError, Limits};
-use bytes::{Bytes, BytesMut};
+use crate::wire::{split_frame, DecodeError, FrameMessages, Limits, Op};
+#[cfg(test)]
+use bytes::Bytes;
+use bytes::BytesMut;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
@@ -56,7 +59,11 @@ async fn reader_loop(
     mut buf: BytesMut,
 ) -> Result<(), String> {
     let limits = sess.limits();
-    let mut dec = FrameDecoder::new(sess.role, limits.max_frame_size());
+    let relaxed = Limits {
+        max_message_size: limits.max_frame_size(),
+    };
+    let mut dec = FrameDecoder::new(sess.role, limits.max_frame_size())
+        .skip_oversized(limits.max_message_size);
     loop {
         match dec.decode(&mut buf) {
             Err(e) => {
@@ -65,14 +72,35 @@ async fn reader_loop(
             }
             Ok(Ok(WsEvent::Binary(b))) => {
                 ConnCounters::add(&sess.counters().bytes_in, b.len() as u64);
-                deferring_wakes(|| handle_frame(sess, b, &limits))?;
+                // Messages are decoded up to the frame limit and checked against ours one by
+                // one (`handle_messages`): one over it, alone or inside an envelope (a sender
+                // with a larger limit merges messages of up to its merge budget), fails its call
+                // alone.
+                let mut msgs = split_frame(b, &relaxed).map_err(|e| malformed(sess, e))?;
+                // Handled message by message; the reader stops reading while the control lane
+                // of the outbound queue is at its bound, even in the middle of a frame.
+                while deferring_wakes(|| handle_messages(sess, &mut msgs, &limits))? {
+                    wait_for_drain(sess).await;
+                    if sess.is_ended() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(Ok(WsEvent::Oversized { header, size })) => {
+                ConnCounters::add(&sess.counters().bytes_in, size);
+                oversized::received(sess, header, size);
             }
             Ok(Ok(WsEvent::Text(_))) | Ok(Ok(WsEvent::Pong)) => {}
             Ok(Ok(WsEvent::Ping(p))) => {
+                // Replaces a pong not yet sent: only the latest ping is answered.
                 let _ = sess.out.push_urgent(Outbound::WsPong(p));
             }
             Ok(Ok(WsEvent::Close)) => return Err("websocket close received".to_string()),
             Ok(Err(Need::More(n))) => {
+                if sess.out.control_full() {
+                    // Answers produced outside a frame's handling (a ping's) are bounded too.
+                    wait_for_drain(sess).await;
+                }
                 let read = std::future::poll_fn(|cx| {
                     // Registered before the check, so an `end` in between still wakes us.
                     sess.reader_waker.register(cx.waker());
@@ -97,18 +125,42 @@ async fn reader_loop(
     }
 }
 
-fn handle_frame(sess: &Arc<Session>, b: Bytes, limits: &Limits) -> Result<(), String> {
-    let bad = |e: DecodeError| {
-        ConnCounters::add(&sess.counters().protocol_errors, 1);
-        format!("malformed message: {e}")
-    };
-    let msgs = split_frame(b, limits).map_err(bad)?;
-    for m in msgs {
-        let m = m.map_err(bad)?;
+fn malformed(sess: &Session, e: DecodeError) -> String {
+    ConnCounters::add(&sess.counters().protocol_errors, 1);
+    format!("malformed message: {e}")
+}
+
+/// Dispatches the messages of one frame until they are done (`Ok(false)`) or the control lane
+/// of the outbound queue is at its bound (`Ok(true)`: wait, then call again).
+fn handle_messages(
+    sess: &Arc<Session>,
+    msgs: &mut FrameMessages,
+    limits: &Limits,
+) -> Result<bool, String> {
+    for m in msgs.by_ref() {
+        let m = m.map_err(|e| malformed(sess, e))?;
         ConnCounters::add(&sess.counters().msgs_in, 1);
+        if m.payload.len() > limits.max_payload() {
+            let size = m.encoded_len();
+            if size > limits.max_message_size && m.op != Op::Merged {
+                oversized::received(sess, m.header(), size as u64);
+                continue;
+            }
+        }
         dispatch(sess, m);
+        if sess.out.control_full() {
+            return Ok(true);
+        }
     }
-    Ok(())
+    Ok(false)
+}
+
+/// Stops reading until the writer has drained the control lane below half its bound (or the
+/// session ends): the peer is sending faster than it reads our answers. Counted, not logged
+/// (it may happen many times a second).
+async fn wait_for_drain(sess: &Arc<Session>) {
+    ConnCounters::add(&sess.counters().read_pauses, 1);
+    std::future::poll_fn(|cx| sess.out.poll_control_drained(cx)).await;
 }
 
 #[cfg(test)]

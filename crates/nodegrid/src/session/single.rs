@@ -7,7 +7,9 @@ use crate::observe;
 use crate::session::handlers::{panic_text, Request};
 use crate::session::state::{Outgoing, Session, HANDLER_GRACE};
 use crate::stats::ConnCounters;
-use crate::wire::{invalid_handler_text, Flags, HandlerId, Message, MuxId, Op, SubrouteId};
+use crate::wire::{
+    invalid_handler_text, too_large_text, Flags, HandlerId, Message, MuxId, Op, SubrouteId,
+};
 use bytes::Bytes;
 use futures::FutureExt;
 use std::future::Future;
@@ -56,6 +58,10 @@ pub(crate) async fn call(
     payload: Option<Bytes>,
     timeout: Duration,
 ) -> Result<Option<Bytes>, Error> {
+    if let Some(p) = &payload {
+        // Larger than the peer accepts (when it told us its limit): never sent.
+        sess.out.check_peer_size(p.len())?;
+    }
     let deadline = Instant::now() + timeout;
     let (tx, mut rx) = oneshot::channel();
     // Long deadlines are enforced by the session's sweep, short ones by an exact timer:
@@ -195,6 +201,7 @@ pub(crate) fn callee_request(sess: &Arc<Session>, m: Message) {
         received,
         bytes_in: m.payload.len() as u64,
         tracked: false,
+        data_lane: false,
     };
     // The handler's future is already boxed (and so `Unpin`): wrapped as it is, with a panic
     // in `call` itself caught as well, there is no second allocation per request.
@@ -249,6 +256,12 @@ pub(crate) fn callee_request(sess: &Arc<Session>, m: Message) {
             // not forever.
             let _ = tokio::time::timeout(HANDLER_GRACE, &mut fut).await;
         }
+        if res.is_some() {
+            // The answer is data of a task that can wait: a caller that does not read makes
+            // it wait for room instead of growing the queue (ended by the session's end).
+            std::future::poll_fn(|cx| sess.out.poll_space(cx)).await;
+        }
+        info.data_lane = true;
         finish_single(&sess, &info, res);
     });
 }
@@ -277,11 +290,26 @@ struct SingleInfo {
     bytes_in: u64,
     /// Whether the call is in `incoming_singles` (it waited and can be cancelled).
     tracked: bool,
+    /// Whether the answer goes on the data lane (from the handler's task) rather than the
+    /// control lane (from the reader, which never waits).
+    data_lane: bool,
 }
 
 /// Sends a single handler's result, unless the call was cancelled meanwhile.
 fn finish_single(sess: &Arc<Session>, info: &SingleInfo, res: Option<Result<Bytes, RemoteError>>) {
     sess.running.fetch_sub(1, Ordering::Relaxed);
+    // An answer larger than the caller accepts (when it told us its limit) is replaced by the
+    // error it would have met, so the call fails with `TooLarge` instead of its session.
+    let res = res.map(|r| match r {
+        Ok(b) => match sess.out.check_peer_size(b.len()) {
+            Ok(()) => Ok(b),
+            Err(_) => Err(RemoteError(too_large_text(
+                b.len() as u64,
+                sess.out.peer_max_message().unwrap_or(0),
+            ))),
+        },
+        e => e,
+    });
     let still_wanted = !info.tracked || sess.incoming_singles.remove(info.mux_id).is_some();
     if let Some(obs) = &sess.link.observer {
         let (outcome, bytes_out) = match (&res, still_wanted) {
@@ -317,6 +345,10 @@ fn finish_single(sess: &Arc<Session>, info: &SingleInfo, res: Option<Result<Byte
                 r.payload = Bytes::from(e.0);
             }
         }
-        sess.send_control(r);
+        if info.data_lane {
+            let _ = sess.out.push_data(r);
+        } else {
+            sess.send_control(r);
+        }
     }
 }

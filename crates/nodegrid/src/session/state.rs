@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::observe::Observer;
 use crate::proto::muxtable::MuxTable;
 use crate::session::handlers::Handlers;
-use crate::session::outq::{OutQueue, Outbound};
+use crate::session::outq::{Bounds, OutQueue};
 use crate::session::stream::client::ClientStream;
 use crate::session::stream::server::ServerStream;
 use crate::stats::{ConnCounters, Padded};
@@ -40,6 +40,12 @@ pub(crate) struct Link {
     pub counters: ConnCounters,
     pub handlers: Arc<dyn Handlers>,
     pub observer: Option<Observer>,
+}
+
+impl AsRef<ConnCounters> for Link {
+    fn as_ref(&self) -> &ConnCounters {
+        &self.counters
+    }
 }
 
 /// The owner of a connection's sessions (the connection, above the session layer): told when a
@@ -103,7 +109,12 @@ impl Session {
         peer_instance: [u8; 16],
         parent: &CancellationToken,
     ) -> Arc<Session> {
-        let out = Arc::new(OutQueue::new(link.cfg.outbound_queue));
+        let bounds = Bounds {
+            entries: link.cfg.outbound_queue,
+            data_bytes: link.cfg.outbound_data_bytes,
+            control_bytes: link.cfg.outbound_control_bytes,
+        };
+        let out = Arc::new(OutQueue::new(bounds, link.clone()));
         Arc::new(Session {
             id,
             link,
@@ -137,6 +148,13 @@ impl Session {
         Limits {
             max_message_size: self.link.cfg.max_message_size,
         }
+    }
+
+    /// Records the peer's `max_message_size` (announced in the handshake; `None` when the
+    /// peer did not announce it). Once known, calls whose payload would not fit fail locally
+    /// with `Error::TooLarge` before anything is sent.
+    pub(crate) fn set_peer_max_message_size(&self, limit: Option<usize>) {
+        self.out.set_peer_max_message(limit);
     }
 
     /// Makes this session the owner's live one (before its tasks start).
@@ -186,7 +204,7 @@ impl Session {
 
     /// Queues a control message (never waits). Returns false if the session has ended.
     pub(crate) fn send_control(&self, m: Message) -> bool {
-        self.out.push(Outbound::Msg(m)).is_ok()
+        self.out.push(m).is_ok()
     }
 
     /// A reply to `m` that copies its tuple fields, as MuxConnectError and Pong do.

@@ -2,7 +2,7 @@
 //! messages into one WebSocket message where that pays (§8), frames and writes them. A write
 //! that makes no progress for `write_timeout` ends the session.
 
-use crate::session::outq::Outbound;
+use crate::session::outq::{Outbound, Queued, Written};
 use crate::session::state::Session;
 use crate::stats::ConnCounters;
 use crate::transport::ws::{self, Role};
@@ -18,6 +18,11 @@ use tokio::io::AsyncWriteExt;
 
 /// A write buffer that grew beyond this is released after use (§8 "Buffers").
 const MAX_KEPT_WRITE_BUF: usize = 256 * 1024;
+/// Written bytes are reported to the queue (which wakes waiting senders and a paused reader)
+/// when the writer next takes the queue's lock anyway (to wait for items or take them), or
+/// sooner once this much has been written: no extra lock in the usual case, and a large batch
+/// still frees its room as it goes.
+const RELEASE_STEP: usize = 64 * 1024;
 
 /// Writes until the queue closes or a write fails, then ends the session.
 pub(crate) async fn writer_task(sess: Arc<Session>, mut w: BoxWrite) {
@@ -141,22 +146,25 @@ async fn writer_loop(sess: &Arc<Session>, w: &mut BoxWrite) -> Result<(), String
         write_timeout: cfg.write_timeout,
         mask_state: rand::random::<u64>() | 1,
     };
-    let mut batch: VecDeque<Outbound> = VecDeque::new();
+    let mut batch: VecDeque<Queued> = VecDeque::new();
     let mut urgent: Vec<Outbound> = Vec::new();
+    // What was written and not yet reported to the queue (released under the lock that
+    // `ready` and `drain_into` take anyway).
+    let mut written = Written::default();
     loop {
         // Timers live in the housekeeping task, so each wake-up of the writer polls no timer,
         // nor a token: the session's end closes the queue, which wakes the writer, and then
         // `drain_into` says so.
-        sess.out.ready().await;
+        sess.out.ready(&mut written).await;
         // Let other ready tasks queue their messages first when many calls are active: more
         // messages per write at high concurrency, no added latency for a lone call.
         if sess.activity() > 1 {
             tokio::task::yield_now().await;
         }
-        if !sess.out.drain_into(&mut batch) {
+        if !sess.out.drain_into(&mut batch, &mut written) {
             return Ok(());
         }
-        write_batch(sess, w, &mut fw, &mut batch, &mut urgent).await?;
+        write_batch(sess, w, &mut fw, &mut batch, &mut urgent, &mut written).await?;
     }
 }
 
@@ -180,8 +188,9 @@ async fn write_batch(
     sess: &Arc<Session>,
     w: &mut BoxWrite,
     fw: &mut FrameWriter,
-    batch: &mut VecDeque<Outbound>,
+    batch: &mut VecDeque<Queued>,
     urgent: &mut Vec<Outbound>,
+    written: &mut Written,
 ) -> Result<(), String> {
     loop {
         // Liveness items go first, before every frame of data (one atomic load when none).
@@ -189,34 +198,33 @@ async fn write_batch(
         for item in urgent.drain(..) {
             write_one(sess, w, fw, &item).await?;
         }
-        let Some(item) = batch.pop_front() else {
+        if written.total() >= RELEASE_STEP {
+            sess.out.release(written);
+        }
+        let Some(q) = batch.pop_front() else {
             return Ok(());
         };
-        let m = match item {
-            Outbound::Msg(m) => m,
-            pong => {
-                write_one(sess, w, fw, &pong).await?;
-                continue;
-            }
-        };
+        written.add(&q);
+        let m = q.msg;
         let pair_fits = match batch.front() {
-            Some(Outbound::Msg(n)) => {
-                let (a, b) = (m.encoded_len(), n.encoded_len());
+            Some(n) => {
+                let (a, b) = (m.encoded_len(), n.msg.encoded_len());
                 fw.merged.is_empty() && a + b + 10 <= sess.cfg().merge_max_bytes
             }
-            _ => false,
+            None => false,
         };
         if !pair_fits {
             fw.write_single(sess, w, &m).await?;
             continue;
         }
         fw.merged.try_push(&m).map_err(|e| e.to_string())?;
-        while let Some(Outbound::Msg(n)) = batch.front() {
-            if !fw.merged.fits(n) {
+        while let Some(n) = batch.front() {
+            if !fw.merged.fits(&n.msg) {
                 break;
             }
-            if let Some(Outbound::Msg(n)) = batch.pop_front() {
-                fw.merged.try_push(&n).map_err(|e| e.to_string())?;
+            if let Some(n) = batch.pop_front() {
+                written.add(&n);
+                fw.merged.try_push(&n.msg).map_err(|e| e.to_string())?;
             }
         }
         fw.write_merged(sess, w).await?;

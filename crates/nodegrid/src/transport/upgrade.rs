@@ -189,7 +189,7 @@ pub(crate) async fn read_first_message(
             Ok(WsEvent::Binary(b)) => return Ok(Some((b, true))),
             Ok(WsEvent::Text(b)) => return Ok(Some((b, false))),
             Ok(WsEvent::Close) => return Ok(None),
-            Ok(WsEvent::Ping(_)) | Ok(WsEvent::Pong) => continue,
+            Ok(WsEvent::Ping(_)) | Ok(WsEvent::Pong) | Ok(WsEvent::Oversized { .. }) => continue,
             Err(Need::More(n)) => {
                 buf.reserve(n.max(4096));
                 let k = r.read_buf(buf).await?;

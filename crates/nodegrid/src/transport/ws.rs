@@ -7,6 +7,7 @@
 //! has none). The codec is sans-IO: it works on byte buffers and is unit-tested on the golden
 //! WebSocket frames of the test vectors.
 
+use crate::wire::{Message, MessageHeader, Op, MESSAGE_HEADER_MAX_LEN};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Largest frame header: 2 bytes + 8 bytes extended length + 4 bytes mask key.
@@ -58,6 +59,30 @@ pub(crate) enum WsEvent {
     Pong,
     /// A close frame; answer with close and end the session.
     Close,
+    /// A binary message over the skip limit (see [`FrameDecoder::skip_oversized`]), discarded
+    /// as it arrived: the grid header decoded from its first bytes, and its size.
+    Oversized {
+        /// The tuple fields of the skipped message.
+        header: MessageHeader,
+        /// The message's size in bytes (all its fragments).
+        size: u64,
+    },
+}
+
+/// Most bytes a skipped message asks to be read at once: skipping never makes the reader
+/// reserve room for the whole message.
+const SKIP_READ: usize = 64 * 1024;
+
+/// A message being discarded.
+#[derive(Debug)]
+struct Skipping {
+    header: MessageHeader,
+    /// Bytes of the message so far (all fragments).
+    size: u64,
+    /// Bytes of the current frame still to discard.
+    in_frame: u64,
+    /// Whether the current frame is the message's last.
+    fin: bool,
 }
 
 /// Length of the header for a payload of `len` bytes.
@@ -149,9 +174,15 @@ pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4]) {
 #[derive(Debug)]
 pub(crate) struct FrameDecoder {
     role: Role,
+    /// Data messages larger than this are a protocol error ([`WsError::TooLarge`]).
     max_message: usize,
+    /// Binary messages larger than this that are not merged envelopes are skipped (their grid
+    /// header kept) instead; `usize::MAX` when off.
+    skip_over: usize,
     /// A fragmented data message being reassembled: (opcode, bytes so far).
     partial: Option<(u8, BytesMut)>,
+    /// A message being discarded.
+    skipping: Option<Skipping>,
 }
 
 /// Result of [`FrameDecoder::decode`] when no complete frame is buffered.
@@ -166,13 +197,68 @@ impl FrameDecoder {
         FrameDecoder {
             role,
             max_message,
+            skip_over: usize::MAX,
             partial: None,
+            skipping: None,
         }
+    }
+
+    /// Binary messages over `limit` bytes (at most the hard limit) are no longer an error: the
+    /// decoder keeps the first bytes of such a message, enough for its grid header
+    /// ([`MESSAGE_HEADER_MAX_LEN`]), discards the rest as it arrives and yields
+    /// [`WsEvent::Oversized`]. A merged envelope (op 17) still may be as large as the hard
+    /// limit, and is an error beyond it, as is a message whose first bytes are no grid header.
+    pub(crate) fn skip_oversized(mut self, limit: usize) -> Self {
+        self.skip_over = limit.min(self.max_message);
+        self
+    }
+
+    /// The grid header of a message whose first bytes are `done` (already unmasked) followed by
+    /// `next` (masked with `key` from its start).
+    fn peek_header(done: &[u8], next: &[u8], key: Option<[u8; 4]>) -> Option<MessageHeader> {
+        let mut p = [0u8; MESSAGE_HEADER_MAX_LEN];
+        let a = done.len().min(MESSAGE_HEADER_MAX_LEN);
+        p[..a].copy_from_slice(&done[..a]);
+        let b = next.len().min(MESSAGE_HEADER_MAX_LEN - a);
+        p[a..a + b].copy_from_slice(&next[..b]);
+        if let Some(k) = key {
+            apply_mask(&mut p[a..a + b], k);
+        }
+        Message::decode_header(&p[..a + b]).ok()
+    }
+
+    /// Discards what is buffered of the message being skipped; the event once it is done.
+    fn discard(&mut self, buf: &mut BytesMut) -> Option<Result<WsEvent, Need>> {
+        let sk = self.skipping.as_mut()?;
+        let n = (sk.in_frame.min(buf.len() as u64)) as usize;
+        buf.advance(n);
+        sk.in_frame -= n as u64;
+        if sk.in_frame > 0 {
+            return Some(Err(Need::More((sk.in_frame as usize).min(SKIP_READ))));
+        }
+        if !sk.fin {
+            // More fragments follow: read the next frame's header.
+            return None;
+        }
+        let sk = self.skipping.take()?;
+        Some(Ok(WsEvent::Oversized {
+            header: sk.header,
+            size: sk.size,
+        }))
     }
 
     /// Takes the next complete event off the front of `buf`.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Result<WsEvent, Need>, WsError> {
         loop {
+            if self
+                .skipping
+                .as_ref()
+                .is_some_and(|s| s.in_frame > 0 || s.fin)
+            {
+                if let Some(r) = self.discard(buf) {
+                    return Ok(r);
+                }
+            }
             if buf.len() < 2 {
                 return Ok(Err(Need::More(2 - buf.len())));
             }
@@ -213,9 +299,35 @@ impl FrameDecoder {
                 return Err(WsError::Protocol("invalid control frame"));
             }
             let so_far = self.partial.as_ref().map_or(0, |(_, b)| b.len() as u64);
-            if len.saturating_add(if is_control { 0 } else { so_far }) > self.max_message as u64 {
+            let total = len.saturating_add(if is_control { 0 } else { so_far });
+            if !is_control && self.skipping.is_some() {
+                if opcode != OP_CONT {
+                    return Err(WsError::Protocol(
+                        "new data frame inside a fragmented message",
+                    ));
+                }
+                // The next fragment of a message being skipped: skip it too.
+                hl += if masked { 4 } else { 0 };
+                if buf.len() < hl {
+                    return Ok(Err(Need::More(hl - buf.len())));
+                }
+                buf.advance(hl);
+                if let Some(sk) = self.skipping.as_mut() {
+                    sk.size = sk.size.saturating_add(len);
+                    sk.in_frame = len;
+                    sk.fin = fin;
+                }
+                continue;
+            }
+            let binary = match (&self.partial, opcode) {
+                (None, OP_BINARY) => true,
+                (Some((op, _)), OP_CONT) => *op == OP_BINARY,
+                _ => false,
+            };
+            let skip = binary && total > self.skip_over as u64;
+            if total > self.max_message as u64 && !skip {
                 return Err(WsError::TooLarge {
-                    size: len.saturating_add(so_far),
+                    size: total,
                     limit: self.max_message,
                 });
             }
@@ -229,6 +341,44 @@ impl FrameDecoder {
             } else {
                 None
             };
+            if skip {
+                // Enough of the message for its grid header: what is reassembled so far plus
+                // the first bytes of this frame.
+                let done = self.partial.as_ref().map_or(&[][..], |(_, b)| &b[..]);
+                let want = (MESSAGE_HEADER_MAX_LEN.saturating_sub(done.len()) as u64).min(len);
+                let want = want as usize;
+                if buf.len() < hl + want {
+                    return Ok(Err(Need::More(hl + want - buf.len())));
+                }
+                let header = Self::peek_header(done, &buf[hl..hl + want], key);
+                let too_large = WsError::TooLarge {
+                    size: total,
+                    limit: self.skip_over,
+                };
+                let Some(header) = header else {
+                    // No grid message: nothing to answer, so this stays an error.
+                    return Err(too_large);
+                };
+                if header.op == Op::Merged {
+                    if total > self.max_message as u64 {
+                        return Err(WsError::TooLarge {
+                            size: total,
+                            limit: self.max_message,
+                        });
+                    }
+                    // An envelope may use the whole hard limit: read it as usual.
+                } else {
+                    buf.advance(hl);
+                    self.partial = None;
+                    self.skipping = Some(Skipping {
+                        header,
+                        size: total,
+                        in_frame: len,
+                        fin,
+                    });
+                    continue;
+                }
+            }
             let len = len as usize;
             if buf.len() < hl + len {
                 return Ok(Err(Need::More(hl + len - buf.len())));
@@ -243,7 +393,7 @@ impl FrameDecoder {
                 OP_PONG => return Ok(Ok(WsEvent::Pong)),
                 OP_CLOSE => return Ok(Ok(WsEvent::Close)),
                 OP_TEXT | OP_BINARY => {
-                    if self.partial.is_some() {
+                    if self.partial.is_some() || self.skipping.is_some() {
                         return Err(WsError::Protocol(
                             "new data frame inside a fragmented message",
                         ));
@@ -379,6 +529,138 @@ mod tests {
             d.decode(&mut buf).unwrap(),
             Err(Need::More(mid.len() - 100))
         );
+    }
+
+    fn grid_msg(op: crate::wire::Op, mux: u64, payload_len: usize) -> Vec<u8> {
+        let mut m = Message::new(op, mux);
+        m.seq = 3;
+        m.handler = 78;
+        m.payload = Bytes::from(vec![5u8; payload_len]);
+        m.to_bytes().unwrap().to_vec()
+    }
+
+    /// Feeds `wire` in chunks of `chunk` bytes; returns the events and the largest number of
+    /// bytes the buffer ever held.
+    fn feed(d: &mut FrameDecoder, wire: &[u8], chunk: usize) -> (Vec<WsEvent>, usize) {
+        let mut buf = BytesMut::new();
+        let mut events = Vec::new();
+        let mut peak = 0;
+        for c in wire.chunks(chunk) {
+            buf.extend_from_slice(c);
+            peak = peak.max(buf.len());
+            while let Ok(e) = d.decode(&mut buf).unwrap() {
+                events.push(e);
+            }
+        }
+        assert!(buf.is_empty());
+        (events, peak)
+    }
+
+    #[test]
+    fn oversized_messages_are_skipped_with_their_header_without_being_buffered() {
+        use crate::wire::Op;
+        let big = grid_msg(Op::Request, 7, 1 << 20);
+        let small = grid_msg(Op::Request, 8, 10);
+        for (role, mask) in [(Role::Acceptor, Some([1, 2, 3, 4])), (Role::Dialer, None)] {
+            let mut wire = frame(OP_BINARY, &big, mask);
+            wire.extend(frame(OP_PING, b"p", mask));
+            wire.extend(frame(OP_BINARY, &small, mask));
+            let mut d = FrameDecoder::new(role, 2 << 20).skip_oversized(64 << 10);
+            let (events, peak) = feed(&mut d, &wire, 4096);
+            assert!(peak <= 8192, "buffered {peak} bytes");
+            let WsEvent::Oversized { header, size } = &events[0] else {
+                panic!("{events:?}");
+            };
+            assert_eq!(*size, big.len() as u64);
+            assert_eq!(
+                (header.mux_id, header.seq, header.handler, header.op),
+                (7, 3, 78, Op::Request)
+            );
+            assert_eq!(header.payload_len, 1 << 20);
+            assert_eq!(events[1], WsEvent::Ping(Bytes::from_static(b"p")));
+            assert_eq!(events[2], WsEvent::Binary(Bytes::from(small.clone())));
+            assert_eq!(events.len(), 3);
+        }
+        // Beyond the hard limit too: skipping has no upper bound.
+        let mut d = FrameDecoder::new(Role::Dialer, 128 << 10).skip_oversized(64 << 10);
+        let (events, _) = feed(&mut d, &frame(OP_BINARY, &big, None), 65536);
+        assert!(
+            matches!(events[..], [WsEvent::Oversized { size, .. }] if size == big.len() as u64)
+        );
+    }
+
+    #[test]
+    fn a_skipped_read_never_asks_for_more_than_a_chunk() {
+        let big = grid_msg(crate::wire::Op::Response, 1, 10 << 20);
+        let f = frame(OP_BINARY, &big, None);
+        let mut d = FrameDecoder::new(Role::Dialer, 1 << 20).skip_oversized(1 << 20);
+        let mut buf = BytesMut::from(&f[..100]);
+        assert_eq!(d.decode(&mut buf).unwrap(), Err(Need::More(SKIP_READ)));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn fragmented_oversized_messages_are_skipped_across_fragments() {
+        use crate::wire::Op;
+        let big = grid_msg(Op::MuxClientMsg, 9, 300_000);
+        let (a, rest) = big.split_at(20);
+        let (b, c) = rest.split_at(100_000);
+        let mut wire = frame(OP_BINARY, a, None);
+        wire[0] &= 0x7f;
+        let mut f = frame(OP_CONT, b, None);
+        f[0] &= 0x7f;
+        wire.extend(f);
+        wire.extend(frame(OP_PONG, b"", None));
+        wire.extend(frame(OP_CONT, c, None));
+        let mut d = FrameDecoder::new(Role::Dialer, 1 << 20).skip_oversized(64 << 10);
+        let (events, peak) = feed(&mut d, &wire, 1000);
+        assert!(peak <= 2000, "{peak}");
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0], WsEvent::Pong);
+        assert!(matches!(
+            &events[1],
+            WsEvent::Oversized { header, size } if header.mux_id == 9 && header.op == Op::MuxClientMsg && *size == big.len() as u64
+        ));
+    }
+
+    #[test]
+    fn envelopes_may_use_the_hard_limit_and_are_an_error_beyond_it() {
+        use crate::wire::{encode_merged, Op};
+        let inner: Vec<Message> = (0..3)
+            .map(|i| {
+                let mut m = Message::new(Op::Request, i);
+                m.payload = Bytes::from(vec![1u8; 40_000]);
+                m
+            })
+            .collect();
+        let env = encode_merged(&inner).unwrap().to_vec();
+        // Over the skip limit, within the hard limit: delivered whole.
+        let mut d = FrameDecoder::new(Role::Dialer, 200_000).skip_oversized(64 << 10);
+        let (events, _) = feed(&mut d, &frame(OP_BINARY, &env, None), 4096);
+        assert_eq!(events, vec![WsEvent::Binary(Bytes::from(env.clone()))]);
+        // Over the hard limit: a protocol error, as before.
+        let mut d = FrameDecoder::new(Role::Dialer, 100_000).skip_oversized(64 << 10);
+        assert!(matches!(
+            d.decode(&mut BytesMut::from(&frame(OP_BINARY, &env, None)[..])),
+            Err(WsError::TooLarge { limit: 100_000, .. })
+        ));
+        // Bytes that are no grid message cannot be answered: an error too.
+        let mut d = FrameDecoder::new(Role::Dialer, 1 << 20).skip_oversized(100);
+        assert!(matches!(
+            d.decode(&mut BytesMut::from(
+                &frame(OP_BINARY, &[0xffu8; 200], None)[..]
+            )),
+            Err(WsError::TooLarge {
+                size: 200,
+                limit: 100
+            })
+        ));
+        // Without skipping (the handshake), an oversized message is an error.
+        let big = grid_msg(Op::Request, 1, 1000);
+        let mut d = FrameDecoder::new(Role::Dialer, 500);
+        assert!(d
+            .decode(&mut BytesMut::from(&frame(OP_BINARY, &big, None)[..]))
+            .is_err());
     }
 
     #[test]

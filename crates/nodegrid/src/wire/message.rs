@@ -49,6 +49,65 @@ impl Limits {
     }
 }
 
+/// The tuple fields of a message, decoded from its first bytes alone (see
+/// [`Message::decode_header`]): enough to answer a message that is not read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Call identifier.
+    pub mux_id: MuxId,
+    /// Per-mux sequence number (for a merged envelope, the number of inner messages).
+    pub seq: u32,
+    /// Relative deadline in milliseconds.
+    pub deadline_ms: u32,
+    /// Handler ID.
+    pub handler: HandlerId,
+    /// Operation.
+    pub op: Op,
+    /// Flag bits.
+    pub flags: Flags,
+    /// Length of the payload the message announces.
+    pub payload_len: usize,
+}
+
+/// Bytes of a message that always hold its whole header: the 7-element tuple up to the payload
+/// bytes, with every integer at its widest (1 + 9 + 5 + 5 + 2 + 2 + 2 + 5 = 31), rounded up.
+pub const MESSAGE_HEADER_MAX_LEN: usize = 32;
+
+impl MessageHeader {
+    /// A message with these tuple fields and no payload (to build a reply that echoes them).
+    pub fn to_message(&self) -> Message {
+        Message {
+            mux_id: self.mux_id,
+            seq: self.seq,
+            deadline_ms: self.deadline_ms,
+            handler: self.handler,
+            op: self.op,
+            flags: self.flags,
+            payload: Bytes::new(),
+            subroute: None,
+        }
+    }
+}
+
+/// The error text a receiver answers a message too large for it with (a `MuxConnectError`
+/// or a stream's error): exact, so that the caller can turn it back into numbers with
+/// [`parse_too_large_text`].
+pub fn too_large_text(size: u64, limit: usize) -> String {
+    format!("grid message of {size} bytes exceeds the receiver's limit of {limit} bytes (max_message_size)")
+}
+
+/// The size and limit of a [`too_large_text`], if `text` is one.
+pub fn parse_too_large_text(text: &str) -> Option<(u64, usize)> {
+    let rest = text.strip_prefix("grid message of ")?;
+    let (size, rest) = rest.split_once(" bytes exceeds the receiver's limit of ")?;
+    let limit = rest.strip_suffix(" bytes (max_message_size)")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(size) || !digits(limit) {
+        return None;
+    }
+    Some((size.parse().ok()?, limit.parse().ok()?))
+}
+
 /// One grid message.
 ///
 /// The payload is a [`Bytes`] slice of the received buffer (no copy). On the wire an absent and
@@ -99,6 +158,19 @@ impl std::fmt::Debug for Message {
 const ARRAY_HEADER_LEN: usize = 1;
 
 impl Message {
+    /// The tuple fields of this message (as [`Message::decode_header`] gives them).
+    pub fn header(&self) -> MessageHeader {
+        MessageHeader {
+            mux_id: self.mux_id,
+            seq: self.seq,
+            deadline_ms: self.deadline_ms,
+            handler: self.handler,
+            op: self.op,
+            flags: self.flags,
+            payload_len: self.payload.len(),
+        }
+    }
+
     /// A message with the given op and mux ID and every other field zero / absent.
     pub fn new(op: Op, mux_id: MuxId) -> Message {
         Message {
@@ -211,6 +283,27 @@ impl Message {
         let mut b = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut b)?;
         Ok(b.freeze())
+    }
+
+    /// Decodes the tuple fields of a message from its first bytes (at least
+    /// [`MESSAGE_HEADER_MAX_LEN`] of them, or the whole message if shorter), without its
+    /// payload or trailers, and without checking its size or CRC. Used to answer a message too
+    /// large to be read whole.
+    pub fn decode_header(prefix: &[u8]) -> Result<MessageHeader, DecodeError> {
+        let mut r = Reader::new(prefix);
+        let n = r.array_len("message tuple")?;
+        if n != 7 {
+            return Err(DecodeError::WrongTupleLen(n));
+        }
+        Ok(MessageHeader {
+            mux_id: r.uint("MuxID", u64::MAX)?,
+            seq: r.uint("Seq", u32::MAX as u64)? as u32,
+            deadline_ms: r.uint("DeadlineMS", u32::MAX as u64)? as u32,
+            handler: r.uint("Handler", u8::MAX as u64)? as u8,
+            op: Op::from_u8(r.uint("Op", u8::MAX as u64)? as u8),
+            flags: Flags(r.uint("Flags", u8::MAX as u64)? as u8),
+            payload_len: r.bin_header("Payload")?,
+        })
     }
 
     /// Decodes one grid message with the default [`Limits`]. The payload is a slice of `buf`.
@@ -371,6 +464,79 @@ mod tests {
         // Op and flags fit in one byte each here; the bound allows two for each.
         assert_eq!(b.len(), lim.max_message_size - 2);
         assert_eq!(Message::decode_with(&b, &lim).unwrap(), m);
+    }
+
+    #[test]
+    fn the_header_decodes_from_a_prefix_of_the_widest_message() {
+        let mut m = Message::new(Op::MuxClientMsg, u64::MAX);
+        m.seq = u32::MAX;
+        m.deadline_ms = u32::MAX;
+        m.handler = u8::MAX;
+        m.flags = Flags::CRC | Flags::SUBROUTE;
+        m.subroute = Some(SubrouteId::new(1, "a/b"));
+        m.payload = Bytes::from(vec![9u8; 70_000]);
+        let b = m.to_bytes().unwrap();
+        let h = Message::decode_header(&b[..MESSAGE_HEADER_MAX_LEN]).unwrap();
+        assert_eq!(
+            h,
+            MessageHeader {
+                mux_id: u64::MAX,
+                seq: u32::MAX,
+                deadline_ms: u32::MAX,
+                handler: u8::MAX,
+                op: Op::MuxClientMsg,
+                flags: Flags::CRC | Flags::SUBROUTE,
+                payload_len: 70_000,
+            }
+        );
+        // Op and flags take one byte each here, so this header is 29 bytes: 28 are not enough.
+        assert!(matches!(
+            Message::decode_header(&b[..28]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert_eq!(
+            Message::decode_header(&b[..29]).unwrap().payload_len,
+            70_000
+        );
+        // The spec's request, whole (shorter than the prefix length).
+        let wire = hex("97 01 00 cd ea 60 4e 0e 03 c4 05 68 65 6c 6c 6f 81 f4 02 a0");
+        let h = Message::decode_header(&wire).unwrap();
+        assert_eq!(
+            (h.mux_id, h.deadline_ms, h.handler, h.op),
+            (1, 60000, 78, Op::Request)
+        );
+        assert_eq!((h.flags, h.payload_len), (Flags::CRC | Flags::EOF, 5));
+        let back = h.to_message();
+        assert_eq!(
+            (back.mux_id, back.op, back.payload.len()),
+            (1, Op::Request, 0)
+        );
+        // Garbage is an error, never a panic.
+        assert_eq!(
+            Message::decode_header(&[0x96, 1, 2]),
+            Err(DecodeError::WrongTupleLen(6))
+        );
+        assert!(Message::decode_header(&[]).is_err());
+        assert!(Message::decode_header(&[0x97, 0xc1]).is_err());
+    }
+
+    #[test]
+    fn the_too_large_text_round_trips_exactly() {
+        let t = too_large_text(200_000, 65_536);
+        assert_eq!(
+            t,
+            "grid message of 200000 bytes exceeds the receiver's limit of 65536 bytes (max_message_size)"
+        );
+        assert_eq!(parse_too_large_text(&t), Some((200_000, 65_536)));
+        for bad in [
+            "grid message of x bytes exceeds the receiver's limit of 1 bytes (max_message_size)",
+            "grid message of 1 bytes exceeds the receiver's limit of  bytes (max_message_size)",
+            "grid message of -1 bytes exceeds the receiver's limit of 1 bytes (max_message_size)",
+            "grid message of 1 bytes exceeds the receiver's limit of 1 bytes",
+            "remote disconnected",
+        ] {
+            assert_eq!(parse_too_large_text(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -41,7 +41,10 @@ pub use merged::{
     encode_merged, split_frame, FrameMessages, MergedBuilder, MERGED_HEADER_MAX_LEN,
     MERGE_MAX_BYTES, MERGE_MAX_MESSAGES,
 };
-pub use message::{Limits, Message, DEFAULT_MAX_MESSAGE_SIZE, FRAME_SLACK, MAX_MESSAGE_OVERHEAD};
+pub use message::{
+    parse_too_large_text, too_large_text, Limits, Message, MessageHeader, DEFAULT_MAX_MESSAGE_SIZE,
+    FRAME_SLACK, MAX_MESSAGE_OVERHEAD, MESSAGE_HEADER_MAX_LEN,
+};
 pub use op::Op;
 pub use payload::{
     ConnectRequest, ConnectResponse, InstanceId, MuxConnectErrorPayload, NodegridExt, PingPayload,

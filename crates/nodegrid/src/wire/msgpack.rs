@@ -136,15 +136,21 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Reads a `bin` value and returns its byte range in the input (for zero-copy slicing).
-    pub(crate) fn bin_range(&mut self, field: &'static str) -> Result<Range<usize>, DecodeError> {
+    /// Reads the header of a `bin` value and returns the length it announces (the bytes
+    /// themselves are not read).
+    pub(crate) fn bin_header(&mut self, field: &'static str) -> Result<usize, DecodeError> {
         let b = self.byte(field)?;
-        let len = match b {
+        Ok(match b {
             0xc4 => self.byte(field)? as usize,
             0xc5 => u16::from_be_bytes(self.be(field)?) as usize,
             0xc6 => u32::from_be_bytes(self.be(field)?) as usize,
             _ => return Err(self.unexpected(field, b)),
-        };
+        })
+    }
+
+    /// Reads a `bin` value and returns its byte range in the input (for zero-copy slicing).
+    pub(crate) fn bin_range(&mut self, field: &'static str) -> Result<Range<usize>, DecodeError> {
+        let len = self.bin_header(field)?;
         let start = self.pos;
         self.take(len, field)?;
         Ok(start..start + len)

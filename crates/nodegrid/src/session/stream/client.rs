@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::proto::stream::{CallerEnd, CallerState};
-use crate::session::outq::{OutQueue, Outbound};
+use crate::session::outq::OutQueue;
 use crate::session::wake::{park, wake};
 use crate::wire::Message;
 use bytes::Bytes;
@@ -50,9 +50,10 @@ impl ClientStream {
         }
     }
 
-    /// Queues a message of this stream (never waits; dropped if the session has ended).
+    /// Queues a control message of this stream (never waits; dropped if the session has
+    /// ended).
     pub(crate) fn queue(&self, m: Message) {
-        let _ = self.out.push(Outbound::Msg(m));
+        let _ = self.out.push(m);
     }
 
     /// Ends the stream with a locally produced error (disconnect, deadline, protocol error).
@@ -84,6 +85,12 @@ pub(crate) fn poll_send(
     cx: &mut Context<'_>,
     item: &Bytes,
 ) -> Poll<Result<(), Error>> {
+    s.out.check_peer_size(item.len())?;
+    // Room in the outbound queue first: a peer that stops reading makes senders wait instead
+    // of growing the queue.
+    if s.out.poll_space(cx).is_pending() {
+        return Poll::Pending;
+    }
     let mut g = s.inner.lock();
     if let Some(CallerEnd::Failed(e)) = &g.st.end {
         return Poll::Ready(Err(e.clone()));
@@ -94,7 +101,7 @@ pub(crate) fn poll_send(
     }
     match g.st.input_msg(item) {
         Ok(Some(m)) => {
-            s.queue(m);
+            let _ = s.out.push_data(m);
             Poll::Ready(Ok(()))
         }
         Ok(None) => {

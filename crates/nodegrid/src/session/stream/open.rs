@@ -49,6 +49,10 @@ pub(crate) async fn open(
         Some(t) => t.as_millis().min(u32::MAX as u128) as u32,
         None => 0,
     };
+    if let Some(p) = &payload {
+        // Larger than the peer accepts (when it told us its limit): never sent.
+        sess.out.check_peer_size(p.len())?;
+    }
     let pings = timeout.is_none_or(|t| t > sess.cfg().stream_ping_interval);
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut st = CallerState::new(mux_id, sess.base_flags, in_cap, out_cap, Instant::now());

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, RemoteError};
 use crate::proto::stream::CalleeState;
-use crate::session::outq::{OutQueue, Outbound};
+use crate::session::outq::OutQueue;
 use crate::session::wake::{park, wake};
 use crate::wire::Message;
 use bytes::Bytes;
@@ -104,9 +104,10 @@ impl ServerStream {
         }
     }
 
-    /// Queues a message of this stream (never waits; dropped if the session has ended).
+    /// Queues a control message of this stream (never waits; dropped if the session has
+    /// ended).
     pub(crate) fn queue(&self, m: Message) {
-        let _ = self.out.push(Outbound::Msg(m));
+        let _ = self.out.push(m);
     }
 
     /// Cancels the handler and wakes anything it waits on.
@@ -183,13 +184,22 @@ impl std::fmt::Debug for StreamOutput {
 }
 
 fn poll_output(s: &ServerStream, cx: &mut Context<'_>, item: &Bytes) -> Poll<Result<(), Error>> {
+    if s.aborted.load(Ordering::Acquire) {
+        return Poll::Ready(Err(Error::Cancelled));
+    }
+    s.out.check_peer_size(item.len())?;
+    // Room in the outbound queue first: a caller that stops reading makes handlers wait
+    // instead of growing the queue.
+    if s.out.poll_space(cx).is_pending() {
+        return Poll::Pending;
+    }
     let mut g = s.inner.lock();
     if s.aborted.load(Ordering::Acquire) {
         return Poll::Ready(Err(Error::Cancelled));
     }
     match g.st.output_msg(item) {
         Some(m) => {
-            s.queue(m);
+            let _ = s.out.push_data(m);
             Poll::Ready(Ok(()))
         }
         None => {
