@@ -89,6 +89,13 @@ fn ours(role: Role, limit: usize, bytes: &[u8], chunk: usize) -> (Vec<Ev>, End) 
                         evs.push(Ev::Close);
                         return (evs, End::Closed);
                     }
+                    // Only produced with `skip_oversized`, which this comparison leaves off:
+                    // here an oversized message is an error, as in tungstenite.
+                    WsEvent::Oversized { size, .. } => {
+                        panic!(
+                            "skipping is off, yet an oversized message of {size} bytes was skipped"
+                        )
+                    }
                 };
                 evs.push(e);
             }
