@@ -9,6 +9,8 @@
 //!   connections are closed as soon as they are accepted. A connection stops counting once it
 //!   authenticates: a REST request passes the token check, or a grid session starts.
 //!   Established grid sessions never count against it and never wait behind it.
+//! * A connection that has not authenticated is closed after each response (no keep-alive), so
+//!   refused requests and upgrades give their place back at once.
 //! * Authenticated keep-alive connections are closed after `idle_timeout` without a request,
 //!   and request bodies must keep a minimum pace (`body_min_bytes` per `body_timeout`).
 //!
@@ -395,7 +397,19 @@ impl Door {
             });
             req.extensions_mut().insert(a.clone());
             let mut router = door.router.clone();
-            async move { router.call(req).await }
+            let a = a.clone();
+            async move {
+                let mut resp = router.call(req).await?;
+                // A connection that has not authenticated gets no keep-alive: refused upgrades
+                // and requests must not keep holding a place among the unauthenticated ones.
+                if !a.is_authenticated() && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
