@@ -2,6 +2,7 @@
 //! through whichever session is live.
 
 use crate::api::call::{CallOptions, StreamCall, StreamOptions, StreamTarget};
+use crate::api::claims::Claims;
 use crate::api::common::Common;
 use crate::api::diagnose::Problem;
 use crate::error::{Error, UnknownHandlerKind};
@@ -22,33 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// How often a repeated connection problem of one peer (of one kind) is logged.
 const ERROR_LOG_INTERVAL: Duration = WARN_INTERVAL;
-/// A session from instance A replacing one from instance B, within this long of B having
-/// replaced A, means two processes claim the same host string.
-const CLAIM_FLIP_WINDOW: Duration = Duration::from_secs(10);
-/// How long the live session is kept against the other claimant after the first flip; doubled
-/// at every further flip, up to [`CLAIM_HOLD_MAX`].
-const CLAIM_HOLD_MIN: Duration = Duration::from_secs(2);
-const CLAIM_HOLD_MAX: Duration = Duration::from_secs(30);
-
-/// Who has recently claimed to be this connection's host (accepting side).
-#[derive(Default)]
-struct Claims {
-    /// The instance whose session the current one replaced, and when.
-    replaced: Option<([u8; 16], Instant)>,
-    /// While set, sessions from another instance than the live one are refused.
-    hold_until: Option<Instant>,
-    hold: Duration,
-    last_warn: Option<Instant>,
-}
-
-/// An instance ID as a UUID string.
-fn instance_text(id: &[u8; 16]) -> String {
-    uuid::Uuid::from_bytes(*id).to_string()
-}
 
 pub(crate) struct ConnShared {
     pub(crate) common: Arc<Common>,
@@ -177,59 +154,17 @@ impl ConnShared {
         next_mux_id(&self.next_mux)
     }
 
-    /// Decides whether a new session from `instance` may replace the live one (§2.7). A new
-    /// instance normally wins (a restarted peer must get in at once); but when sessions for this
-    /// host keep arriving from two instances in turn, two processes run with the same host
-    /// string, and replacing without pause would make them take turns as fast as they can
-    /// dial. Then the live session is kept for a while (2 s, doubling to 30 s), the other is
-    /// refused with the reason, and one WARN names both instances.
+    /// Decides whether a new session from `instance` may replace the live one (§2.7); see
+    /// [`Claims::admit`].
     pub(crate) fn admit_instance(&self, instance: [u8; 16]) -> Result<(), String> {
         let live = self
             .session
             .load_full()
             .filter(|s| !s.is_ended())
             .map(|s| s.peer_instance);
-        let Some(current) = live.filter(|c| *c != instance) else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let mut c = self.claims.lock();
-        let flipping = c
-            .replaced
-            .is_some_and(|(id, at)| id == instance && now.duration_since(at) < CLAIM_FLIP_WINDOW);
-        let holding = c.hold_until.is_some_and(|t| now < t);
-        if !flipping && !holding {
-            c.replaced = Some((current, now));
-            return Ok(());
-        }
-        if !holding {
-            c.hold = (c.hold * 2).clamp(CLAIM_HOLD_MIN, CLAIM_HOLD_MAX);
-            c.hold_until = Some(now + c.hold);
-        }
-        let (live_id, new_id) = (instance_text(&current), instance_text(&instance));
-        let warn = c
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL);
-        if warn {
-            c.last_warn = Some(now);
-        }
-        drop(c);
-        let remote = self.remote();
-        if warn {
-            tracing::warn!(
-                local = %self.common.local,
-                remote = %remote,
-                live = %live_id,
-                other = %new_id,
-                "two processes claim to be {remote}: sessions keep arriving from instances \
-                 {live_id} and {new_id} in turn; keeping the live one and refusing the other \
-                 for a while. Run one process per host string."
-            );
-        }
-        Err(format!(
-            "host {remote} is connected from another process (instance {live_id}); this one \
-             is instance {new_id}: run one process per host string"
-        ))
+        self.claims
+            .lock()
+            .admit(live, instance, &self.common.local, self.remote())
     }
 
     /// The peer's host string.
@@ -389,14 +324,6 @@ impl Connection {
         opts: CallOptions,
     ) -> Result<Option<Bytes>, Error> {
         self.call_inner(handler, None, payload, opts, None).await
-    }
-
-    /// A view of this connection that tags calls with a subroute (§3.6a).
-    pub fn subroute(&self, name: impl Into<String>) -> Subroute {
-        Subroute {
-            conn: self.clone(),
-            name: name.into(),
-        }
     }
 
     /// Opens a stream to a streaming handler. The capacities come from the local registration
@@ -647,69 +574,5 @@ impl Connection {
         if let Some(s) = self.inner.session.load_full() {
             s.end("session killed locally");
         }
-    }
-}
-
-/// A view of a [`Connection`] whose calls carry a subroute (§3.6a).
-#[derive(Debug, Clone)]
-pub struct Subroute {
-    conn: Connection,
-    name: String,
-}
-
-impl Subroute {
-    /// The subroute string.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// A nested subroute (`parent/child`).
-    pub fn subroute(&self, child: &str) -> Subroute {
-        Subroute {
-            conn: self.conn.clone(),
-            name: format!("{}/{}", self.name, child),
-        }
-    }
-
-    /// Sends a single request through this subroute.
-    pub async fn request(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-    ) -> Result<Bytes, Error> {
-        self.conn
-            .call_inner(
-                handler,
-                Some(&self.name),
-                Some(payload.into()),
-                CallOptions::default(),
-                None,
-            )
-            .await
-            .map(Option::unwrap_or_default)
-    }
-
-    /// Sends a single request with options.
-    pub async fn call(
-        &self,
-        handler: HandlerId,
-        payload: Option<Bytes>,
-        opts: CallOptions,
-    ) -> Result<Option<Bytes>, Error> {
-        self.conn
-            .call_inner(handler, Some(&self.name), payload, opts, None)
-            .await
-    }
-
-    /// Opens a stream through this subroute.
-    pub async fn open_stream(
-        &self,
-        handler: HandlerId,
-        payload: Option<Bytes>,
-        opts: StreamOptions,
-    ) -> Result<StreamCall, Error> {
-        self.conn
-            .open_stream_inner(handler, Some(&self.name), payload, opts, None)
-            .await
     }
 }

@@ -17,31 +17,28 @@
 //! Routes mark their connection authenticated through the [`Admission`] every request carries
 //! in its extensions. The limits are in [`FrontDoorConfig`]; the counters in [`FrontDoorStats`].
 
+use super::admission::{Admission, PreAuthSlot};
 use super::diagnose::{tls_problem, TlsSide, WarnLimiter, WARN_INTERVAL};
+use super::pace::PacedBody;
 use super::tls::TlsConfig;
 use crate::config::FrontDoorConfig;
 use crate::error::ConfigError;
 use crate::stats::{FrontDoorCounters, FrontDoorStats};
 use axum::Router;
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use rustls::pki_types::CertificateDer;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
@@ -383,12 +380,7 @@ impl Door {
     ) where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let admission = Admission(Arc::new(AdmissionInner {
-            peer,
-            cert,
-            slot: Mutex::new(Some(slot)),
-            counters: self.counters.clone(),
-        }));
+        let admission = Admission::new(peer, cert, slot, self.counters.clone());
         let door = self.clone();
         let a = admission.clone();
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -460,175 +452,5 @@ impl<'a> Gauge<'a> {
 impl Drop for Gauge<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
-    }
-}
-
-/// One place among the unauthenticated connections; given back when dropped.
-struct PreAuthSlot(Arc<FrontDoorCounters>);
-
-impl PreAuthSlot {
-    fn take(c: &Arc<FrontDoorCounters>, max: usize) -> Option<PreAuthSlot> {
-        let before = c.unauthenticated.fetch_add(1, Relaxed);
-        if before >= max as u64 {
-            c.unauthenticated.fetch_sub(1, Relaxed);
-            return None;
-        }
-        Some(PreAuthSlot(c.clone()))
-    }
-}
-
-impl Drop for PreAuthSlot {
-    fn drop(&mut self) {
-        self.0.unauthenticated.fetch_sub(1, Relaxed);
-    }
-}
-
-/// The front door's view of one connection, in the extensions of each of its requests: who it
-/// comes from, and whether it has authenticated. A route that authenticates its caller calls
-/// [`Admission::authenticated`]; until one does, the connection counts against
-/// `max_unauthenticated` and is closed at `handshake_timeout`.
-#[derive(Clone)]
-pub struct Admission(Arc<AdmissionInner>);
-
-struct AdmissionInner {
-    peer: SocketAddr,
-    cert: Option<CertificateDer<'static>>,
-    slot: Mutex<Option<PreAuthSlot>>,
-    counters: Arc<FrontDoorCounters>,
-}
-
-impl std::fmt::Debug for Admission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admission")
-            .field("peer", &self.0.peer)
-            .field("authenticated", &self.is_authenticated())
-            .finish()
-    }
-}
-
-impl Admission {
-    /// The admission of the connection that carried `req`, if it came through a front door.
-    pub fn of<B>(req: &http::Request<B>) -> Option<&Admission> {
-        req.extensions().get::<Admission>()
-    }
-
-    /// Marks the connection authenticated: it no longer counts against `max_unauthenticated`
-    /// and is not closed at `handshake_timeout`. Idempotent.
-    pub fn authenticated(&self) {
-        let slot = self.0.slot.lock().take();
-        if slot.is_some() {
-            self.0.counters.authenticated.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// Whether [`Admission::authenticated`] was called.
-    pub fn is_authenticated(&self) -> bool {
-        self.0.slot.lock().is_none()
-    }
-
-    /// The remote address of the connection.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.0.peer
-    }
-
-    /// The client certificate the peer presented in the TLS handshake, if any.
-    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
-        self.0.cert.as_ref()
-    }
-
-    /// Completes at `deadline` if the connection has not authenticated by then; never
-    /// otherwise.
-    async fn unauthenticated_at(&self, deadline: Instant) {
-        tokio::time::sleep_until(deadline).await;
-        if self.is_authenticated() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// A request body that must keep a minimum pace: at least `min` bytes in each `period`
-/// (counted from the first poll, and again after each `min` bytes). A slower body ends with an
-/// error. Costs one timer reset per `min` bytes, nothing per chunk beyond an addition.
-struct PacedBody<B> {
-    inner: B,
-    min: u64,
-    period: Duration,
-    got: u64,
-    timer: Option<Pin<Box<Sleep>>>,
-    counters: Arc<FrontDoorCounters>,
-}
-
-impl<B> PacedBody<B> {
-    fn new(inner: B, cfg: &FrontDoorConfig, counters: Arc<FrontDoorCounters>) -> PacedBody<B> {
-        PacedBody {
-            inner,
-            min: cfg.body_min_bytes,
-            period: cfg.body_timeout,
-            got: 0,
-            timer: None,
-            counters,
-        }
-    }
-}
-
-/// A request body slower than the front door's minimum pace.
-#[derive(Debug, thiserror::Error)]
-#[error("request body too slow: less than {min} bytes in {period:?}")]
-pub struct SlowBody {
-    min: u64,
-    period: Duration,
-}
-
-impl<B> Body for PacedBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.got += d.len() as u64;
-                    if this.got >= this.min {
-                        this.got = 0;
-                        if let Some(t) = this.timer.as_mut() {
-                            t.as_mut().reset(Instant::now() + this.period);
-                        }
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let period = this.period;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    this.counters.slow_bodies.fetch_add(1, Relaxed);
-                    return Poll::Ready(Some(Err(Box::new(SlowBody {
-                        min: this.min,
-                        period,
-                    }))));
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

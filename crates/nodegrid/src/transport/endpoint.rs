@@ -4,7 +4,7 @@
 //! upgraded connection to the layer above through [`UpgradeHandler`], which runs the grid
 //! handshake.
 
-use super::accept::Admission;
+use super::admission::Admission;
 use super::diagnose::{auth_failure, AuthFailure, MAX_CLAIMED_HOST, NODEGRID_HOST_HEADER};
 use super::dial::IoHalves;
 use super::upgrade::accept_key;

@@ -8,18 +8,22 @@
 //! substitute an in-memory network ([`MemoryNetwork`]) or a simulated one.
 
 pub(crate) mod accept;
+pub(crate) mod admission;
 pub(crate) mod diagnose;
 mod dial;
 pub(crate) mod endpoint;
 pub(crate) mod identity;
 mod memory;
+pub(crate) mod pace;
 pub(crate) mod tls;
 pub(crate) mod upgrade;
 pub(crate) mod ws;
 
-pub use accept::{Admission, FrontDoor, FrontDoorHandle, SlowBody};
+pub use accept::{FrontDoor, FrontDoorHandle};
+pub use admission::Admission;
 pub use dial::{BoxRead, BoxWrite, Dialer, IoHalves, Target, TcpDialer};
 pub use endpoint::GridService;
 pub use memory::{MemoryDialer, MemoryNetwork};
+pub use pace::SlowBody;
 pub use tls::TlsConfig;
 pub use ws::WsError;
