@@ -1,7 +1,9 @@
 //! The session's timers (`session/timers.rs`) and connection keepalive (`session/keepalive.rs`)
 //! at their exact instants, against a raw peer under tokio's paused clock with the production
 //! values: connection pings every 10 s and not more often, the session ended at the first ping
-//! check more than 20 s after the last pong, stream pings every 15 s, and what a pong records.
+//! check more than 20 s after the last pong, stream pings every 15 s, what a pong records, and
+//! the deadlines of single requests (`session/single.rs`): exact timers for short ones, the
+//! 100 ms sweep for long ones, none for a Request without a deadline.
 //!
 //! The other suites check that these timers fire within a window; these pin the cadence down
 //! (a ping sent on every 100 ms sweep tick, or a first check at the session's start, passes a
@@ -9,18 +11,22 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::driver::{Driver, StreamPongs};
 use common::rawpeer::{dialing_host_for, RawPeer};
 use nodegrid::auth::Auth;
+use nodegrid::handler::Request;
 use nodegrid::transport::MemoryNetwork;
-use nodegrid::wire::{GridTime, Message, Op, PingPayload, PongPayload};
-use nodegrid::{GridConfig, Manager, StreamOptions};
+use nodegrid::wire::{Flags, GridTime, Message, Op, PingPayload, PongPayload};
+use nodegrid::{CallOptions, GridConfig, Manager, RemoteError, StreamOptions};
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::time::Instant;
 
 /// A handler the raw peer plays the callee of (not registered on the node).
 const REMOTE: u8 = 90;
+/// Single handler: sleeps 5 s (ignoring its token), then answers "slept".
+const SLEEP: u8 = 22;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -42,6 +48,11 @@ fn node() -> Node {
         .dialer(net.dialer(&host))
         .build()
         .unwrap();
+    m.register_single(SLEEP, |_r: Request| async {
+        tokio::time::sleep(SECS(5)).await;
+        Ok::<_, RemoteError>(Bytes::from_static(b"slept"))
+    })
+    .unwrap();
     net.attach(&m);
     Node { net, m, host, fake }
 }
@@ -198,5 +209,95 @@ async fn caller_streams_are_pinged_every_15_s_and_dropped_after_30_s_idle() {
         .unwrap_err();
     assert_eq!(e, nodegrid::Error::Disconnected);
     assert!(conn.state().is_connected());
+    n.m.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines of single requests (`session/single.rs`): short ones by an exact timer, long ones
+// by the session's 100 ms sweep; a Request without a deadline is never expired by the callee.
+
+/// Calls the raw peer's REMOTE handler (which never answers) with `timeout`; returns the
+/// result and when it came, after the session's start `t0`.
+fn call_unanswered(
+    conn: &nodegrid::Connection,
+    timeout: Duration,
+    t0: Instant,
+) -> tokio::task::JoinHandle<(Result<Option<Bytes>, nodegrid::Error>, u128)> {
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        let r = conn
+            .call(REMOTE, None, CallOptions::new().timeout(timeout))
+            .await;
+        (r, ms(t0.elapsed()))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_deadlines_expire_exactly_and_long_ones_on_the_next_sweep_tick() {
+    let n = node();
+    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "timers", StreamPongs::Never).await;
+    let t0 = Instant::now();
+    let conn = n.m.connection(&n.fake).unwrap();
+    conn.wait_connected(SECS(5)).await.unwrap();
+    // Off the sweep's 100 ms grid (it ticks every 100 ms from the session's start).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let short = call_unanswered(&conn, SECS(1), t0);
+    let long = call_unanswered(&conn, SECS(3), t0);
+    let mut reqs = Vec::new();
+    for _ in 0..2 {
+        let (m, _) = d.next(Op::Request, SECS(1)).await;
+        reqs.push((m.mux_id, m.deadline_ms));
+    }
+    reqs.sort_by_key(|r| r.1);
+    let (short_mux, long_mux) = (reqs[0].0, reqs[1].0);
+    assert_eq!((reqs[0].1, reqs[1].1), (1_000, 3_000));
+    // 1 s (at most 2 s): its own timer, at 50 + 1,000 ms.
+    let (r, at) = tokio::time::timeout(SECS(10), short)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r, at), (Err(nodegrid::Error::DeadlineExceeded), 1_050));
+    // 3 s: the sweep's tick at or after 3,050 ms, 3,100 ms.
+    let (r, at) = tokio::time::timeout(SECS(10), long)
+        .await
+        .expect("a 3 s call must end within 10 s")
+        .unwrap();
+    assert_eq!((r, at), (Err(nodegrid::Error::DeadlineExceeded), 3_100));
+    // Each one told the callee it gave up, in that order.
+    let mut gave_up = Vec::new();
+    for _ in 0..2 {
+        let (m, _) = d.next(Op::DisconnectServerMux, SECS(1)).await;
+        gave_up.push(m.mux_id);
+    }
+    assert_eq!(gave_up, vec![short_mux, long_mux]);
+    assert_eq!(conn.mux_counts(), nodegrid::MuxCounts::default());
+    assert!(conn.state().is_connected());
+    n.m.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_without_a_deadline_runs_until_its_handler_answers() {
+    let n = node();
+    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "timers", StreamPongs::Never).await;
+    let t0 = Instant::now();
+    for (mux, deadline_ms, want, at) in [
+        // No deadline (0): answered after the handler's 5 s.
+        (1, 0, &b"slept"[..], 5_000),
+        // A 1 s deadline: the callee's own deadline answers first, once the handler (which
+        // ignores its token) had its 1 s of grace: at 5 + 1 + 1 s.
+        (2, 1_000, &b"context deadline exceeded"[..], 7_000),
+    ] {
+        let mut req = Message::new(Op::Request, mux);
+        req.handler = SLEEP;
+        req.deadline_ms = deadline_ms;
+        req.flags = Flags::CRC | Flags::EOF;
+        d.send(req);
+        let (resp, skipped) = d.next(Op::Response, SECS(10)).await;
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(resp.mux_id, mux);
+        assert_eq!(&resp.payload[..], want);
+        assert_eq!(resp.flags.contains(Flags::ERR), mux == 2);
+        assert_eq!(ms(t0.elapsed()), at);
+    }
     n.m.shutdown();
 }
