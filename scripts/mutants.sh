@@ -75,7 +75,7 @@ default_tests() {
         nodegrid)
             # Without the long differential property tests of wire/ and transport/ws.rs.
             echo "--lib --test liveness --test limits --test sim --test single --test streams" \
-                "--test scenarios --test auth -- --skip diff_tests"
+                "--test scenarios --test auth --test timers -- --skip diff_tests"
             ;;
         nodegrid-log)
             echo "--lib --test registry --test webhook --test disk_queue"
