@@ -615,3 +615,34 @@ async fn subscriber_misses_are_reported_and_summarised() {
     assert!(summary.contains("in total"), "{summary}");
     let _ = reg.shutdown(Duration::from_millis(100)).await;
 }
+
+/// `Debug` of a registry names the targets of both lists, in list order.
+#[tokio::test]
+async fn debug_names_the_targets_of_both_lists() {
+    quiet();
+    let r = Receiver::start().await;
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    assert_eq!(
+        format!("{reg:?}"),
+        r#"Registry { system: ["console"], audit: [] }"#
+    );
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("l", r.url("/")).build().expect("cfg")],
+    )
+    .expect("logger");
+    reg.update_webhooks(
+        Stream::Audit,
+        vec![
+            fast("a", r.url("/")).build().expect("cfg"),
+            fast("b", r.url("/")).build().expect("cfg"),
+        ],
+    )
+    .expect("audit");
+    assert_eq!(
+        format!("{reg:?}"),
+        r#"Registry { system: ["console", "logger-l"], audit: ["audit-a", "audit-b"] }"#
+    );
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
