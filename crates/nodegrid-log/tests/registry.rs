@@ -247,6 +247,7 @@ async fn audit_enqueue_failure_goes_to_the_system_log() {
         .as_str()
         .unwrap_or_default()
         .contains("log buffer full"));
+    assert_eq!(l[0]["api"]["name"], "SYSTEM.audit", "{:?}", l[0]);
     assert_eq!(
         cap.contents()
             .lines()
@@ -645,4 +646,96 @@ async fn debug_names_the_targets_of_both_lists() {
         r#"Registry { system: ["console", "logger-l"], audit: ["audit-a", "audit-b"] }"#
     );
     let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// The accessors: the identity given at creation, and no audit API enabled while the audit
+/// list is empty.
+#[tokio::test]
+async fn identity_and_audit_enabled_follow_the_configuration() {
+    quiet();
+    let r = Receiver::start().await;
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let id = Identity {
+        deployment_id: "dep-7".into(),
+        version: "v9".into(),
+        ..Default::default()
+    };
+    let reg = Registry::new(console, id);
+    assert_eq!(reg.identity().deployment_id, "dep-7");
+    assert_eq!(reg.identity().version, "v9");
+    let audit = reg.audit();
+    assert!(!audit.is_enabled(), "no audit target yet");
+    reg.update_webhooks(
+        Stream::Audit,
+        vec![fast("a", r.url("/")).build().expect("cfg")],
+    )
+    .expect("audit");
+    assert!(audit.is_enabled());
+    reg.update_webhooks(Stream::Audit, Vec::new())
+        .expect("remove");
+    assert!(!audit.is_enabled(), "audit target removed");
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Two webhooks of one list with the same key: refused, naming the key, nothing applied.
+#[tokio::test]
+async fn a_key_configured_twice_is_refused() {
+    quiet();
+    let r = Receiver::start().await;
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let err = reg
+        .update_webhooks(
+            Stream::Logger,
+            vec![
+                fast("a", r.url("/")).build().expect("cfg"),
+                fast("b", r.url("/")).build().expect("cfg"),
+                fast("a", r.url("/x")).build().expect("cfg"),
+            ],
+        )
+        .expect_err("key a twice");
+    assert_eq!(
+        err.to_string(),
+        "invalid logging configuration: `logger_webhook:a`: target configured twice"
+    );
+    let names: Vec<String> = reg.stats().into_keys().collect();
+    assert_eq!(names, vec!["sys_console"]);
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Anonymous mode rewrites server-log entries before any target sees them; off again, they
+/// pass unchanged.
+#[tokio::test]
+async fn anonymous_mode_hides_the_remote_host_and_the_error_text() {
+    quiet();
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let entry = |host: &str| {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Error);
+        e.remote_host = host.into();
+        e.error = Some(nodegrid_log::entry::ErrorInfo {
+            message: "secret bucket gone (NoSuchBucket)".into(),
+            ..Default::default()
+        });
+        e
+    };
+    reg.set_anonymous(true);
+    reg.log(entry("10.9.8.7"));
+    reg.set_anonymous(false);
+    reg.log(entry("10.9.8.6"));
+    let text = cap.contents();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["error"]["message"], "NoSuchBucket", "{text}");
+    let host = lines[0]["remotehost"].as_str().unwrap_or_default();
+    assert_eq!(host.len(), 64, "a hex SHA-256 token: {text}");
+    assert!(!text.contains("10.9.8.7"), "{text}");
+    assert_eq!(
+        lines[1]["error"]["message"],
+        "secret bucket gone (NoSuchBucket)"
+    );
+    assert_eq!(lines[1]["remotehost"], "10.9.8.6");
 }
