@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use nodegrid_log::{
     internal, req_info, AuditEntry, ConsoleMode, ConsoleTarget, Identity, LoggingConfig, Registry,
-    ReqInfo, Stream, WebhookConfig,
+    ReqInfo, ShutdownReport, Stream, WebhookConfig,
 };
 use tracing_subscriber::prelude::*;
 
@@ -738,4 +738,124 @@ async fn anonymous_mode_hides_the_remote_host_and_the_error_text() {
         "secret bucket gone (NoSuchBucket)"
     );
     assert_eq!(lines[1]["remotehost"], "10.9.8.6");
+}
+
+/// Shutdown through the registry: queued entries are delivered before the deadline and
+/// reported as delivered, without a summary line; entries that cannot be delivered are
+/// dropped (memory) or persisted (disk queue), and the console gets the exact summary.
+#[tokio::test]
+async fn shutdown_reports_delivered_dropped_and_persisted_entries() {
+    quiet();
+    let entry = |i: u64| {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Info);
+        e.message = format!("entry {i}");
+        e
+    };
+    let summary = |persisted: u64, dropped: u64| {
+        format!(
+            "logging shutdown: 0 entries delivered during shutdown, {persisted} undelivered \
+             entries persisted to the disk queue, {dropped} undelivered entries dropped"
+        )
+    };
+
+    // Delivered: three entries wait in the queue (the flush interval is long) until the
+    // shutdown flushes them.
+    let r = Receiver::start().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("d", r.url("/"))
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(60))
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..3 {
+        reg.log(entry(i));
+    }
+    let rep = bounded(reg.shutdown(Duration::from_secs(5))).await;
+    assert_eq!(
+        rep,
+        ShutdownReport {
+            delivered: 3,
+            persisted: 0,
+            dropped: 0
+        }
+    );
+    assert_eq!(r.lines().len(), 3);
+    assert!(
+        !cap.contents().contains("logging shutdown"),
+        "{}",
+        cap.contents()
+    );
+
+    // Dropped: nothing listens.
+    let addr = free_addr().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("x", format!("http://{addr}/"))
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(60))
+            .retry_interval(Duration::from_millis(20))
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..3 {
+        reg.log(entry(i));
+    }
+    let rep = bounded(reg.shutdown(Duration::from_millis(200))).await;
+    assert_eq!(
+        rep,
+        ShutdownReport {
+            delivered: 0,
+            persisted: 0,
+            dropped: 3
+        }
+    );
+    assert_eq!(
+        cap.contents().matches(&summary(0, 3)).count(),
+        1,
+        "{}",
+        cap.contents()
+    );
+
+    // Persisted: the batches wait in the disk queue.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("p", format!("http://{addr}/"))
+            .queue_dir(dir.path())
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..3 {
+        reg.log(entry(i));
+    }
+    eventually("3 stored batches", || {
+        reg.stats()["sys_logger-p"].disk_queue_files == 3
+    })
+    .await;
+    let rep = bounded(reg.shutdown(Duration::from_millis(200))).await;
+    assert_eq!(
+        rep,
+        ShutdownReport {
+            delivered: 0,
+            persisted: 3,
+            dropped: 0
+        }
+    );
+    assert_eq!(
+        cap.contents().matches(&summary(3, 0)).count(),
+        1,
+        "{}",
+        cap.contents()
+    );
 }
