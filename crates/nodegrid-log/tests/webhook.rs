@@ -387,17 +387,23 @@ async fn shutdown_flushes_queued_entries_within_the_deadline() {
             .flush_interval(Duration::from_secs(30)),
         &c,
     );
-    for i in 0..250 {
+    // A full batch delivered before the shutdown is not counted as delivered during it.
+    for i in 0..100 {
+        t.send(rec(i)).expect("accepted");
+    }
+    bounded(r.wait_lines(100)).await;
+    eventually("100 sent", || t.stats().sent == 100).await;
+    for i in 100..350 {
         t.send(rec(i)).expect("accepted");
     }
     let report = bounded(t.shutdown(std::time::Instant::now() + Duration::from_secs(5))).await;
     assert_eq!(report.dropped, 0);
-    assert_eq!(r.lines().len(), 250);
+    assert_eq!(r.lines().len(), 350);
     assert_eq!(report.delivered, 250);
     // After shutdown the target refuses, counted.
     assert!(matches!(t.send(rec(999)), Err(SendError::Closed { .. })));
     let s = t.stats();
-    assert_eq!((s.total, s.sent, s.dropped, s.queued), (251, 250, 1, 0));
+    assert_eq!((s.total, s.sent, s.dropped, s.queued), (351, 350, 1, 0));
 }
 
 #[tokio::test]
@@ -479,7 +485,14 @@ async fn shutdown_with_queue_dir_delivers_through_the_disk_queue() {
             .replay_interval(Duration::from_secs(30)),
         &c,
     );
-    for i in 0..35 {
+    // A batch replayed before the shutdown is not counted as delivered during it.
+    for i in 0..10 {
+        t.send(rec(i)).expect("accepted");
+    }
+    bounded(r.wait_lines(10)).await;
+    eventually("10 sent", || t.stats().sent == 10).await;
+    // No await between these sends and the shutdown: all of them are left to the drain.
+    for i in 10..45 {
         t.send(rec(i)).expect("accepted");
     }
     let report = bounded(t.shutdown(std::time::Instant::now() + Duration::from_secs(5))).await;
@@ -491,11 +504,11 @@ async fn shutdown_with_queue_dir_delivers_through_the_disk_queue() {
         r.lines().len()
     );
     let got = ids(&r.lines());
-    assert_eq!(got, (0..35).collect::<Vec<_>>(), "in order");
+    assert_eq!(got, (0..45).collect::<Vec<_>>(), "in order");
     let s = t.stats();
     assert_eq!(
         (s.total, s.sent, s.queued, s.disk_queue_files),
-        (35, 35, 0, 0)
+        (45, 45, 0, 0)
     );
 }
 
