@@ -617,3 +617,55 @@ async fn cancel_does_not_wait_for_the_replay_in_flight() {
     let qdir = dir.path().join("nodegrid-http-audit-_");
     assert_eq!(std::fs::read_dir(&qdir).expect("dir").count(), 0);
 }
+
+/// Shuts `t` down while `r` holds a request, and lets `r` answer once the shutdown started.
+async fn shutdown_releasing(t: &WebhookTarget, r: &Receiver) -> nodegrid_log::ShutdownReport {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (report, ()) = bounded(async {
+        tokio::join!(t.shutdown(deadline), async {
+            // The shutdown future set the drain on its first poll, before this one runs.
+            tokio::task::yield_now().await;
+            r.release();
+        })
+    })
+    .await;
+    report
+}
+
+/// A batch whose request is in flight when the shutdown starts, and is answered during it,
+/// counts as delivered during the shutdown (memory mode and disk queue): every entry pending
+/// at the start is delivered, persisted or dropped. Before: the report said 0 delivered (the
+/// drain took its base count after that request ended).
+#[tokio::test]
+async fn shutdown_counts_the_request_in_flight_as_delivered() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let (c, _cap) = console();
+    let t = start(WebhookConfig::builder("_", r.url("/")), &c);
+    t.send(rec(0)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    let report = shutdown_releasing(&t, &r).await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (1, 0, 0)
+    );
+    assert_eq!(ids(&r.lines()), vec![0]);
+
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = start(
+        WebhookConfig::builder("_", r.url("/")).queue_dir(dir.path()),
+        &c,
+    );
+    t.send(rec(1)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    let report = shutdown_releasing(&t, &r).await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (1, 0, 0)
+    );
+    assert_eq!(ids(&r.lines()), vec![1]);
+    assert_eq!(t.stats().disk_queue_files, 0);
+}
