@@ -242,3 +242,83 @@ async fn replacement_with_the_same_queue_dir_takes_over_the_files() {
     check_invariant(&n);
     let _ = reg.shutdown(Duration::from_secs(2)).await;
 }
+
+/// A stored file that holds no entries (an empty batch) is deleted without a request.
+#[tokio::test]
+async fn an_empty_stored_file_is_deleted_without_a_request() {
+    quiet();
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let qdir = dir.path().join("nodegrid-http-audit-_");
+    std::fs::create_dir_all(&qdir).expect("mkdir");
+    // Snappy (raw block format) of the empty string.
+    let empty = qdir.join("00000000000000000001-0-dead.ndjson.snappy");
+    std::fs::write(&empty, [0u8]).expect("write");
+    let (t, _cap) = start(disk(&r.url("/"), dir.path()));
+    eventually("the empty file deleted", || !empty.exists()).await;
+    // Oldest first: the empty file went before this entry.
+    t.send(rec(7)).expect("accepted");
+    bounded(r.wait_lines(1)).await;
+    assert_eq!(ids(&r), vec![7]);
+    assert_eq!(r.arrivals(), 1, "no request for the empty file");
+    t.cancel().await;
+}
+
+/// After a failed replay the loop waits `replay_interval` before it tries again: one
+/// request in a window shorter than the interval, not a stream of them.
+#[tokio::test]
+async fn a_failed_replay_waits_for_the_replay_interval() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (t, _cap) = start(disk(&r.url("/"), dir.path()).replay_interval(Duration::from_secs(5)));
+    t.send(rec(1)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    // A window well inside the interval: nothing may arrive in it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.arrivals(), 1, "retried before the replay interval");
+    assert_eq!(t.stats().send_errors, 1);
+    t.cancel().await;
+}
+
+/// During a shutdown the replay loop does not end while the worker may still write a
+/// batch: the queue holds one file (queue_size 1), the next batch waits for room, and once
+/// the held file is delivered and deleted the waiting batch is written and delivered too,
+/// before the deadline.
+#[tokio::test]
+async fn shutdown_replays_the_batch_the_worker_writes_last() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (t, _cap) = start(
+        disk(&r.url("/"), dir.path())
+            .queue_size(1)
+            .retry_interval(Duration::from_millis(300)),
+    );
+    t.send(rec(0)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    t.send(rec(1)).expect("accepted");
+    eventually("the second batch waits for room", || {
+        t.stats().disk_queue_full >= 1
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (report, ()) = bounded(async {
+        tokio::join!(t.shutdown(deadline), async {
+            // The drain is on; the worker tried again and still found no room.
+            eventually("no room during the drain", || {
+                t.stats().disk_queue_full >= 2
+            })
+            .await;
+            r.release();
+        })
+    })
+    .await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (2, 0, 0)
+    );
+    assert_eq!(ids(&r), vec![0, 1]);
+}
