@@ -65,8 +65,17 @@ async fn directory_and_files_get_the_spec_permissions() {
     for i in 0..3 {
         t.send(rec(i)).expect("accepted");
     }
-    eventually("3 files", || t.stats().disk_queue_files == 3).await;
     let qdir = dir.path().join("nodegrid-http-audit-_");
+    // The stats count a file from the start of its write: wait for the renamed files too.
+    eventually("3 files", || {
+        t.stats().disk_queue_files == 3
+            && std::fs::read_dir(&qdir).map_or(0, |d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".snappy"))
+                    .count()
+            }) == 3
+    })
+    .await;
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&qdir), 0o770, "directory");
@@ -224,16 +233,18 @@ async fn replacement_with_the_same_queue_dir_takes_over_the_files() {
         audit.log(entry(i));
     }
     eventually("3 files", || old.stats().disk_queue_files == 3).await;
-    let r = Receiver::start_on(addr).await;
     reg.update_webhooks(
         Stream::Audit,
         vec![disk(&url, dir.path()).batch_size(2).build().expect("cfg")],
     )
     .expect("replacement");
     let new = audit_targets(&reg)[0].clone();
+    eventually("old settled", || old.stats().migrated == 3).await;
+    // The receiver comes up only now: the old target, cancelled, cannot deliver a file itself
+    // (an attempt it had in flight at the cancel would have, seen in 2 of 40 runs).
+    let r = Receiver::start_on(addr).await;
     bounded(r.wait_lines(3)).await;
     assert_eq!(ids(&r), vec![0, 1, 2]);
-    eventually("old settled", || old.stats().migrated == 3).await;
     eventually("new counted", || new.stats().sent == 3).await;
     let (o, n) = (old.stats(), new.stats());
     assert_eq!((o.total, o.migrated, o.queued), (3, 3, 0), "{o:?}");
