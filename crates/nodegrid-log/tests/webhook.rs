@@ -676,3 +676,39 @@ async fn shutdown_counts_the_request_in_flight_as_delivered() {
     assert_eq!(ids(&r.lines()), vec![1]);
     assert_eq!(t.stats().disk_queue_files, 0);
 }
+
+/// A batch completed by entries sent while the previous request was in flight goes out at
+/// once, not at the flush timer: the worker leaves a partial batch in the queue, where the
+/// senders' "full batch queued" signal counts it.
+#[tokio::test]
+async fn a_batch_completed_after_a_request_goes_out_without_the_timer() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let (c, _cap) = console();
+    let t = start(
+        WebhookConfig::builder("_", r.url("/"))
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(60)),
+        &c,
+    );
+    for i in 0..10 {
+        t.send(rec(i)).expect("accepted");
+    }
+    bounded(r.wait_arrivals(1)).await;
+    for i in 10..13 {
+        t.send(rec(i)).expect("accepted");
+    }
+    r.release();
+    bounded(r.wait_lines(10)).await;
+    eventually("first batch sent", || t.stats().sent == 10).await;
+    for i in 13..20 {
+        t.send(rec(i)).expect("accepted");
+    }
+    // Well before the 60 s timer.
+    bounded(r.wait_lines(20)).await;
+    assert_eq!(ids(&r.lines()), (0..20).collect::<Vec<_>>());
+    let sizes: Vec<usize> = r.requests().iter().map(|q| q.lines().len()).collect();
+    assert_eq!(sizes, vec![10, 10]);
+    t.cancel().await;
+}
