@@ -444,3 +444,169 @@ impl AuditLog {
         self.registry.audit_log(entry);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::console::{ConsoleMode, KindMask, SUBSCRIBER_CHANNEL};
+    use crate::target::{BoxFuture, SendError};
+
+    /// A webhook-like target whose losses the test sets. Counts `stats` calls (the summary
+    /// reads each target once a tick) and keeps what it is sent.
+    struct Fake {
+        name: &'static str,
+        /// (dropped, failed)
+        lost: Mutex<(u64, u64)>,
+        looks: AtomicU64,
+        got: Mutex<Vec<Record>>,
+    }
+
+    impl Fake {
+        fn new(name: &'static str, dropped: u64, failed: u64) -> Arc<Fake> {
+            Arc::new(Fake {
+                name,
+                lost: Mutex::new((dropped, failed)),
+                looks: AtomicU64::new(0),
+                got: Mutex::new(Vec::new()),
+            })
+        }
+
+        /// Waits (at most 5 s) until the summary has looked at this target `n` more times.
+        async fn ticks(&self, n: u64) {
+            let want = self.looks.load(Ordering::SeqCst) + n;
+            let waited = tokio::time::timeout(Duration::from_secs(5), async {
+                while self.looks.load(Ordering::SeqCst) < want {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await;
+            assert!(waited.is_ok(), "{}: no summary tick", self.name);
+        }
+    }
+
+    impl Target for Fake {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn kind(&self) -> TargetKind {
+            TargetKind::Http
+        }
+        fn send(&self, record: Record) -> Result<(), SendError> {
+            self.got.lock().expect("lock").push(record);
+            Ok(())
+        }
+        fn stats(&self) -> TargetStats {
+            self.looks.fetch_add(1, Ordering::SeqCst);
+            let (dropped, failed) = *self.lost.lock().expect("lock");
+            TargetStats {
+                name: self.name.into(),
+                total: dropped + failed,
+                dropped,
+                failed,
+                ..Default::default()
+            }
+        }
+        fn cancel(&self) -> BoxFuture<()> {
+            Box::pin(async {})
+        }
+        fn shutdown(&self, _deadline: Instant) -> BoxFuture<ShutdownReport> {
+            Box::pin(async { ShutdownReport::default() })
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn count(text: &str, needle: &str) -> usize {
+        text.lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The periodic summary reports exact deltas (dropped + failed) once per change: nothing
+    /// while a count stays the same, system targets and subscriber misses on the console,
+    /// audit targets as a `SYSTEM.audit` warning in the system log.
+    #[tokio::test]
+    async fn drop_summary_reports_each_loss_once_with_exact_counts() {
+        let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+        let reg = Registry::new(console, Identity::default());
+        // Misses only of kinds it asked for: the summaries (errors) do not add to them.
+        let _sub = reg
+            .console()
+            .subscribe(KindMask::of(&[Kind::Info]), 0)
+            .expect("subscribe");
+        for _ in 0..SUBSCRIBER_CHANNEL + 3 {
+            reg.console().write_entry(&LogEntry::new(Kind::Info));
+        }
+        assert_eq!(reg.console().subscriber_misses(), 3);
+        let logger = Fake::new("logger-f", 2, 3);
+        let audit = Fake::new("audit-f", 4, 1);
+        let console: Arc<dyn Target> = reg.console().clone();
+        reg.system
+            .store(Arc::new(vec![console, logger.clone() as Arc<dyn Target>]));
+        reg.audit
+            .store(Arc::new(vec![audit.clone() as Arc<dyn Target>]));
+
+        reg.start_drop_summary(Duration::from_millis(20));
+        logger.ticks(4).await;
+        let text = cap.contents();
+        assert_eq!(
+            count(
+                &text,
+                "console: log subscribers missed 3 entries in the last 20ms (3 in total)"
+            ),
+            1,
+            "{text}"
+        );
+        assert_eq!(count(&text, "log subscribers missed"), 1, "{text}");
+        assert_eq!(
+            count(
+                &text,
+                "logger-f: 5 entries lost in the last 20ms (dropped or given up; 5 in total)"
+            ),
+            1,
+            "{text}"
+        );
+        assert_eq!(count(&text, "entries lost"), 2, "{text}");
+        assert_eq!(count(&text, "console: 0 entries lost"), 0, "{text}");
+        let audit_line =
+            "audit-f: 5 entries lost in the last 20ms (dropped or given up; 5 in total)";
+        assert_eq!(count(&text, audit_line), 1, "{text}");
+        // The audit summary went to the system list as a warning entry.
+        let got: Vec<Arc<LogEntry>> = logger
+            .got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|r| match r {
+                Record::Log(e) => Some(e.clone()),
+                Record::Audit(_) => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].level, Kind::Warning);
+        assert_eq!(
+            got[0].api.as_ref().map(|a| a.name.as_str()),
+            Some("SYSTEM.audit")
+        );
+        assert_eq!(
+            got[0].error.as_ref().map(|e| e.message.as_str()),
+            Some(audit_line)
+        );
+
+        // Two more losses: reported as the delta, with the new total.
+        *logger.lost.lock().expect("lock") = (4, 3);
+        logger.ticks(3).await;
+        let text = cap.contents();
+        assert_eq!(
+            count(
+                &text,
+                "logger-f: 2 entries lost in the last 20ms (dropped or given up; 7 in total)"
+            ),
+            1,
+            "{text}"
+        );
+        assert_eq!(count(&text, "entries lost"), 3, "{text}");
+    }
+}

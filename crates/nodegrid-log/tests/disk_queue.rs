@@ -65,8 +65,17 @@ async fn directory_and_files_get_the_spec_permissions() {
     for i in 0..3 {
         t.send(rec(i)).expect("accepted");
     }
-    eventually("3 files", || t.stats().disk_queue_files == 3).await;
     let qdir = dir.path().join("nodegrid-http-audit-_");
+    // The stats count a file from the start of its write: wait for the renamed files too.
+    eventually("3 files", || {
+        t.stats().disk_queue_files == 3
+            && std::fs::read_dir(&qdir).map_or(0, |d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".snappy"))
+                    .count()
+            }) == 3
+    })
+    .await;
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&qdir), 0o770, "directory");
@@ -224,16 +233,18 @@ async fn replacement_with_the_same_queue_dir_takes_over_the_files() {
         audit.log(entry(i));
     }
     eventually("3 files", || old.stats().disk_queue_files == 3).await;
-    let r = Receiver::start_on(addr).await;
     reg.update_webhooks(
         Stream::Audit,
         vec![disk(&url, dir.path()).batch_size(2).build().expect("cfg")],
     )
     .expect("replacement");
     let new = audit_targets(&reg)[0].clone();
+    eventually("old settled", || old.stats().migrated == 3).await;
+    // The receiver comes up only now: the old target, cancelled, cannot deliver a file itself
+    // (an attempt it had in flight at the cancel would have, seen in 2 of 40 runs).
+    let r = Receiver::start_on(addr).await;
     bounded(r.wait_lines(3)).await;
     assert_eq!(ids(&r), vec![0, 1, 2]);
-    eventually("old settled", || old.stats().migrated == 3).await;
     eventually("new counted", || new.stats().sent == 3).await;
     let (o, n) = (old.stats(), new.stats());
     assert_eq!((o.total, o.migrated, o.queued), (3, 3, 0), "{o:?}");
@@ -241,4 +252,84 @@ async fn replacement_with_the_same_queue_dir_takes_over_the_files() {
     check_invariant(&o);
     check_invariant(&n);
     let _ = reg.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A stored file that holds no entries (an empty batch) is deleted without a request.
+#[tokio::test]
+async fn an_empty_stored_file_is_deleted_without_a_request() {
+    quiet();
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let qdir = dir.path().join("nodegrid-http-audit-_");
+    std::fs::create_dir_all(&qdir).expect("mkdir");
+    // Snappy (raw block format) of the empty string.
+    let empty = qdir.join("00000000000000000001-0-dead.ndjson.snappy");
+    std::fs::write(&empty, [0u8]).expect("write");
+    let (t, _cap) = start(disk(&r.url("/"), dir.path()));
+    eventually("the empty file deleted", || !empty.exists()).await;
+    // Oldest first: the empty file went before this entry.
+    t.send(rec(7)).expect("accepted");
+    bounded(r.wait_lines(1)).await;
+    assert_eq!(ids(&r), vec![7]);
+    assert_eq!(r.arrivals(), 1, "no request for the empty file");
+    t.cancel().await;
+}
+
+/// After a failed replay the loop waits `replay_interval` before it tries again: one
+/// request in a window shorter than the interval, not a stream of them.
+#[tokio::test]
+async fn a_failed_replay_waits_for_the_replay_interval() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (t, _cap) = start(disk(&r.url("/"), dir.path()).replay_interval(Duration::from_secs(5)));
+    t.send(rec(1)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    // A window well inside the interval: nothing may arrive in it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.arrivals(), 1, "retried before the replay interval");
+    assert_eq!(t.stats().send_errors, 1);
+    t.cancel().await;
+}
+
+/// During a shutdown the replay loop does not end while the worker may still write a
+/// batch: the queue holds one file (queue_size 1), the next batch waits for room, and once
+/// the held file is delivered and deleted the waiting batch is written and delivered too,
+/// before the deadline.
+#[tokio::test]
+async fn shutdown_replays_the_batch_the_worker_writes_last() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (t, _cap) = start(
+        disk(&r.url("/"), dir.path())
+            .queue_size(1)
+            .retry_interval(Duration::from_millis(300)),
+    );
+    t.send(rec(0)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    t.send(rec(1)).expect("accepted");
+    eventually("the second batch waits for room", || {
+        t.stats().disk_queue_full >= 1
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (report, ()) = bounded(async {
+        tokio::join!(t.shutdown(deadline), async {
+            // The drain is on; the worker tried again and still found no room.
+            eventually("no room during the drain", || {
+                t.stats().disk_queue_full >= 2
+            })
+            .await;
+            r.release();
+        })
+    })
+    .await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (2, 0, 0)
+    );
+    assert_eq!(ids(&r), vec![0, 1]);
 }

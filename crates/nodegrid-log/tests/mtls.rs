@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use nodegrid_log::test_support::{Target, WebhookTarget};
 use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
+    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Registry, Stream, WebhookConfig,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -223,4 +223,44 @@ async fn fails_with_a_certificate_from_another_ca() {
     )
     .expect("start");
     expect_rejected(&s, t, cap).await;
+}
+
+/// The registry's reload (what SIGHUP calls) covers both lists: webhooks with a client
+/// certificate are reloaded, or give an error naming the target, and webhooks without one are
+/// left out.
+#[tokio::test]
+async fn registry_reloads_the_client_certificates_of_both_lists() {
+    let s = setup().await;
+    write_client(&s.ca, "client-a", &s.cert, &s.key);
+    let bad_cert = s._dir.path().join("bad.pem");
+    let bad_key = s._dir.path().join("bad.key");
+    write_client(&s.ca, "client-b", &bad_cert, &bad_key);
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let cfg = |key: &str, pair: Option<(&Path, &Path)>| {
+        let b = WebhookConfig::builder(key, https(&s.receiver)).ca_cert(&s.ca_file);
+        match pair {
+            Some((c, k)) => b.client_cert(c, k),
+            None => b,
+        }
+        .build()
+        .expect("cfg")
+    };
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![cfg("l", Some((&s.cert, &s.key))), cfg("n", None)],
+    )
+    .expect("logger");
+    reg.update_webhooks(Stream::Audit, vec![cfg("a", Some((&bad_cert, &bad_key)))])
+        .expect("audit");
+    std::fs::write(&bad_key, b"not a key").expect("spoil the key");
+    let out = reg.reload_client_certs();
+    assert_eq!(out.reloaded, vec!["logger-l".to_string()]);
+    assert_eq!(out.failed.len(), 1, "{:?}", out.failed);
+    let e = out.failed[0].to_string();
+    assert!(
+        e.starts_with("target audit-a: client certificate: ") && e.contains("bad.key"),
+        "{e}"
+    );
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use nodegrid_log::{
     internal, req_info, AuditEntry, ConsoleMode, ConsoleTarget, Identity, LoggingConfig, Registry,
-    ReqInfo, Stream, WebhookConfig,
+    ReqInfo, ShutdownReport, Stream, WebhookConfig,
 };
 use tracing_subscriber::prelude::*;
 
@@ -247,6 +247,7 @@ async fn audit_enqueue_failure_goes_to_the_system_log() {
         .as_str()
         .unwrap_or_default()
         .contains("log buffer full"));
+    assert_eq!(l[0]["api"]["name"], "SYSTEM.audit", "{:?}", l[0]);
     assert_eq!(
         cap.contents()
             .lines()
@@ -614,4 +615,247 @@ async fn subscriber_misses_are_reported_and_summarised() {
         .unwrap_or_default();
     assert!(summary.contains("in total"), "{summary}");
     let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// `Debug` of a registry names the targets of both lists, in list order.
+#[tokio::test]
+async fn debug_names_the_targets_of_both_lists() {
+    quiet();
+    let r = Receiver::start().await;
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    assert_eq!(
+        format!("{reg:?}"),
+        r#"Registry { system: ["console"], audit: [] }"#
+    );
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("l", r.url("/")).build().expect("cfg")],
+    )
+    .expect("logger");
+    reg.update_webhooks(
+        Stream::Audit,
+        vec![
+            fast("a", r.url("/")).build().expect("cfg"),
+            fast("b", r.url("/")).build().expect("cfg"),
+        ],
+    )
+    .expect("audit");
+    assert_eq!(
+        format!("{reg:?}"),
+        r#"Registry { system: ["console", "logger-l"], audit: ["audit-a", "audit-b"] }"#
+    );
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// The accessors: the identity given at creation, and no audit API enabled while the audit
+/// list is empty.
+#[tokio::test]
+async fn identity_and_audit_enabled_follow_the_configuration() {
+    quiet();
+    let r = Receiver::start().await;
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let id = Identity {
+        deployment_id: "dep-7".into(),
+        version: "v9".into(),
+        ..Default::default()
+    };
+    let reg = Registry::new(console, id);
+    assert_eq!(reg.identity().deployment_id, "dep-7");
+    assert_eq!(reg.identity().version, "v9");
+    let audit = reg.audit();
+    assert!(!audit.is_enabled(), "no audit target yet");
+    reg.update_webhooks(
+        Stream::Audit,
+        vec![fast("a", r.url("/")).build().expect("cfg")],
+    )
+    .expect("audit");
+    assert!(audit.is_enabled());
+    reg.update_webhooks(Stream::Audit, Vec::new())
+        .expect("remove");
+    assert!(!audit.is_enabled(), "audit target removed");
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Two webhooks of one list with the same key: refused, naming the key, nothing applied.
+#[tokio::test]
+async fn a_key_configured_twice_is_refused() {
+    quiet();
+    let r = Receiver::start().await;
+    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let err = reg
+        .update_webhooks(
+            Stream::Logger,
+            vec![
+                fast("a", r.url("/")).build().expect("cfg"),
+                fast("b", r.url("/")).build().expect("cfg"),
+                fast("a", r.url("/x")).build().expect("cfg"),
+            ],
+        )
+        .expect_err("key a twice");
+    assert_eq!(
+        err.to_string(),
+        "invalid logging configuration: `logger_webhook:a`: target configured twice"
+    );
+    let names: Vec<String> = reg.stats().into_keys().collect();
+    assert_eq!(names, vec!["sys_console"]);
+    let _ = reg.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Anonymous mode rewrites server-log entries before any target sees them; off again, they
+/// pass unchanged.
+#[tokio::test]
+async fn anonymous_mode_hides_the_remote_host_and_the_error_text() {
+    quiet();
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    let entry = |host: &str| {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Error);
+        e.remote_host = host.into();
+        e.error = Some(nodegrid_log::entry::ErrorInfo {
+            message: "secret bucket gone (NoSuchBucket)".into(),
+            ..Default::default()
+        });
+        e
+    };
+    reg.set_anonymous(true);
+    reg.log(entry("10.9.8.7"));
+    reg.set_anonymous(false);
+    reg.log(entry("10.9.8.6"));
+    let text = cap.contents();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["error"]["message"], "NoSuchBucket", "{text}");
+    let host = lines[0]["remotehost"].as_str().unwrap_or_default();
+    assert_eq!(host.len(), 64, "a hex SHA-256 token: {text}");
+    assert!(!text.contains("10.9.8.7"), "{text}");
+    assert_eq!(
+        lines[1]["error"]["message"],
+        "secret bucket gone (NoSuchBucket)"
+    );
+    assert_eq!(lines[1]["remotehost"], "10.9.8.6");
+}
+
+/// Shutdown through the registry: queued entries are delivered before the deadline and
+/// reported as delivered, without a summary line; entries that cannot be delivered are
+/// dropped (memory) or persisted (disk queue), and the console gets the exact summary.
+#[tokio::test]
+async fn shutdown_reports_delivered_dropped_and_persisted_entries() {
+    quiet();
+    let entry = |i: u64| {
+        let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Info);
+        e.message = format!("entry {i}");
+        e
+    };
+    let summary = |persisted: u64, dropped: u64| {
+        format!(
+            "logging shutdown: 0 entries delivered during shutdown, {persisted} undelivered \
+             entries persisted to the disk queue, {dropped} undelivered entries dropped"
+        )
+    };
+
+    // Delivered: three entries wait in the queue (the flush interval is long) until the
+    // shutdown flushes them.
+    let r = Receiver::start().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("d", r.url("/"))
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(60))
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..3 {
+        reg.log(entry(i));
+    }
+    let rep = bounded(reg.shutdown(Duration::from_secs(5))).await;
+    assert_eq!(
+        rep,
+        ShutdownReport {
+            delivered: 3,
+            persisted: 0,
+            dropped: 0
+        }
+    );
+    assert_eq!(r.lines().len(), 3);
+    assert!(
+        !cap.contents().contains("logging shutdown"),
+        "{}",
+        cap.contents()
+    );
+
+    // Dropped: nothing listens.
+    let addr = free_addr().await;
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("x", format!("http://{addr}/"))
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(60))
+            .retry_interval(Duration::from_millis(20))
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..3 {
+        reg.log(entry(i));
+    }
+    let rep = bounded(reg.shutdown(Duration::from_millis(200))).await;
+    assert_eq!(
+        rep,
+        ShutdownReport {
+            delivered: 0,
+            persisted: 0,
+            dropped: 3
+        }
+    );
+    assert_eq!(
+        cap.contents().matches(&summary(0, 3)).count(),
+        1,
+        "{}",
+        cap.contents()
+    );
+
+    // Persisted: the batches wait in the disk queue.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(
+        Stream::Logger,
+        vec![fast("p", format!("http://{addr}/"))
+            .queue_dir(dir.path())
+            .build()
+            .expect("cfg")],
+    )
+    .expect("logger");
+    for i in 0..3 {
+        reg.log(entry(i));
+    }
+    eventually("3 stored batches", || {
+        reg.stats()["sys_logger-p"].disk_queue_files == 3
+    })
+    .await;
+    let rep = bounded(reg.shutdown(Duration::from_millis(200))).await;
+    assert_eq!(
+        rep,
+        ShutdownReport {
+            delivered: 0,
+            persisted: 3,
+            dropped: 0
+        }
+    );
+    assert_eq!(
+        cap.contents().matches(&summary(3, 0)).count(),
+        1,
+        "{}",
+        cap.contents()
+    );
 }

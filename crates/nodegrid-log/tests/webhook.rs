@@ -387,17 +387,23 @@ async fn shutdown_flushes_queued_entries_within_the_deadline() {
             .flush_interval(Duration::from_secs(30)),
         &c,
     );
-    for i in 0..250 {
+    // A full batch delivered before the shutdown is not counted as delivered during it.
+    for i in 0..100 {
+        t.send(rec(i)).expect("accepted");
+    }
+    bounded(r.wait_lines(100)).await;
+    eventually("100 sent", || t.stats().sent == 100).await;
+    for i in 100..350 {
         t.send(rec(i)).expect("accepted");
     }
     let report = bounded(t.shutdown(std::time::Instant::now() + Duration::from_secs(5))).await;
     assert_eq!(report.dropped, 0);
-    assert_eq!(r.lines().len(), 250);
+    assert_eq!(r.lines().len(), 350);
     assert_eq!(report.delivered, 250);
     // After shutdown the target refuses, counted.
     assert!(matches!(t.send(rec(999)), Err(SendError::Closed { .. })));
     let s = t.stats();
-    assert_eq!((s.total, s.sent, s.dropped, s.queued), (251, 250, 1, 0));
+    assert_eq!((s.total, s.sent, s.dropped, s.queued), (351, 350, 1, 0));
 }
 
 #[tokio::test]
@@ -479,10 +485,24 @@ async fn shutdown_with_queue_dir_delivers_through_the_disk_queue() {
             .replay_interval(Duration::from_secs(30)),
         &c,
     );
-    for i in 0..35 {
+    // A batch replayed before the shutdown is not counted as delivered during it.
+    for i in 0..10 {
         t.send(rec(i)).expect("accepted");
     }
-    let report = bounded(t.shutdown(std::time::Instant::now() + Duration::from_secs(5))).await;
+    bounded(r.wait_lines(10)).await;
+    eventually("10 sent", || t.stats().sent == 10).await;
+    // No await between these sends and the shutdown: all of them are left to the drain.
+    for i in 10..45 {
+        t.send(rec(i)).expect("accepted");
+    }
+    let started = std::time::Instant::now();
+    let report = bounded(t.shutdown(started + Duration::from_secs(10))).await;
+    // It ends once everything is delivered, not at the deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         (report.delivered, report.persisted, report.dropped),
         (35, 0, 0),
@@ -491,11 +511,11 @@ async fn shutdown_with_queue_dir_delivers_through_the_disk_queue() {
         r.lines().len()
     );
     let got = ids(&r.lines());
-    assert_eq!(got, (0..35).collect::<Vec<_>>(), "in order");
+    assert_eq!(got, (0..45).collect::<Vec<_>>(), "in order");
     let s = t.stats();
     assert_eq!(
         (s.total, s.sent, s.queued, s.disk_queue_files),
-        (35, 35, 0, 0)
+        (45, 45, 0, 0)
     );
 }
 
@@ -603,4 +623,92 @@ async fn cancel_does_not_wait_for_the_replay_in_flight() {
     assert_eq!(cap.contents(), "", "no failure is reported on cancel");
     let qdir = dir.path().join("nodegrid-http-audit-_");
     assert_eq!(std::fs::read_dir(&qdir).expect("dir").count(), 0);
+}
+
+/// Shuts `t` down while `r` holds a request, and lets `r` answer once the shutdown started.
+async fn shutdown_releasing(t: &WebhookTarget, r: &Receiver) -> nodegrid_log::ShutdownReport {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (report, ()) = bounded(async {
+        tokio::join!(t.shutdown(deadline), async {
+            // The shutdown future set the drain on its first poll, before this one runs.
+            tokio::task::yield_now().await;
+            r.release();
+        })
+    })
+    .await;
+    report
+}
+
+/// A batch whose request is in flight when the shutdown starts, and is answered during it,
+/// counts as delivered during the shutdown (memory mode and disk queue): every entry pending
+/// at the start is delivered, persisted or dropped. Before: the report said 0 delivered (the
+/// drain took its base count after that request ended).
+#[tokio::test]
+async fn shutdown_counts_the_request_in_flight_as_delivered() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let (c, _cap) = console();
+    let t = start(WebhookConfig::builder("_", r.url("/")), &c);
+    t.send(rec(0)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    let report = shutdown_releasing(&t, &r).await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (1, 0, 0)
+    );
+    assert_eq!(ids(&r.lines()), vec![0]);
+
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = start(
+        WebhookConfig::builder("_", r.url("/")).queue_dir(dir.path()),
+        &c,
+    );
+    t.send(rec(1)).expect("accepted");
+    bounded(r.wait_arrivals(1)).await;
+    let report = shutdown_releasing(&t, &r).await;
+    assert_eq!(
+        (report.delivered, report.persisted, report.dropped),
+        (1, 0, 0)
+    );
+    assert_eq!(ids(&r.lines()), vec![1]);
+    assert_eq!(t.stats().disk_queue_files, 0);
+}
+
+/// A batch completed by entries sent while the previous request was in flight goes out at
+/// once, not at the flush timer: the worker leaves a partial batch in the queue, where the
+/// senders' "full batch queued" signal counts it.
+#[tokio::test]
+async fn a_batch_completed_after_a_request_goes_out_without_the_timer() {
+    quiet();
+    let r = Receiver::start().await;
+    r.set_mode(HOLD);
+    let (c, _cap) = console();
+    let t = start(
+        WebhookConfig::builder("_", r.url("/"))
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(60)),
+        &c,
+    );
+    for i in 0..10 {
+        t.send(rec(i)).expect("accepted");
+    }
+    bounded(r.wait_arrivals(1)).await;
+    for i in 10..13 {
+        t.send(rec(i)).expect("accepted");
+    }
+    r.release();
+    bounded(r.wait_lines(10)).await;
+    eventually("first batch sent", || t.stats().sent == 10).await;
+    for i in 13..20 {
+        t.send(rec(i)).expect("accepted");
+    }
+    // Well before the 60 s timer.
+    bounded(r.wait_lines(20)).await;
+    assert_eq!(ids(&r.lines()), (0..20).collect::<Vec<_>>());
+    let sizes: Vec<usize> = r.requests().iter().map(|q| q.lines().len()).collect();
+    assert_eq!(sizes, vec![10, 10]);
+    t.cancel().await;
 }

@@ -286,8 +286,11 @@ impl Target for WebhookTarget {
         let s = self.shared.clone();
         Box::pin(async move {
             let deadline = Instant::from_std(deadline);
+            // Whatever is delivered from here on, a request already in flight included, is
+            // delivered during the shutdown.
+            let sent_before = s.sent.load(Ordering::Acquire);
             s.closed.store(true, Ordering::Release);
-            s.control.send_if_modified(|c| {
+            let draining = s.control.send_if_modified(|c| {
                 if *c == Control::Run {
                     *c = Control::Drain(deadline);
                     true
@@ -302,12 +305,19 @@ impl Target for WebhookTarget {
             for t in tasks.by_ref() {
                 let _ = t.await;
             }
-            let report = s
+            let mut report = s
                 .drained
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .unwrap_or_default();
+            if draining {
+                // Counted once both tasks have ended, so no batch is in flight any more.
+                report.delivered = s.sent.load(Ordering::Acquire) - sent_before;
+                if s.store.is_some() {
+                    report.persisted = s.disk_entries.load(Ordering::Acquire);
+                }
+            }
             report
         })
     }

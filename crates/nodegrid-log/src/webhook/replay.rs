@@ -14,7 +14,7 @@ use super::client::Conn;
 use super::state::{cancelled, Control, Shared};
 use super::store::{ReadError, Store, StoredFile};
 use crate::internal::internal;
-use crate::target::{Failure, ShutdownReport};
+use crate::target::Failure;
 
 /// One async lock per disk-queue directory: only one replay loop (old or new target of the
 /// same name) reads a directory at a time, so a file is never sent twice concurrently.
@@ -48,8 +48,6 @@ async fn run(s: &Arc<Shared>, store: Arc<Store>) -> Exit {
         g = lock.lock_owned() => Some(g),
         _ = wait_stop(&mut ctl) => return Exit::Ended,
     };
-    // `sent` when the shutdown drain started, to report what was delivered during it.
-    let mut drain_base: Option<u64> = None;
     // Files of earlier instances (another process, a replaced target) counted so far. They
     // are adopted when first listed, so a file a replaced target writes after this loop
     // started is counted too.
@@ -62,9 +60,6 @@ async fn run(s: &Arc<Shared>, store: Arc<Store>) -> Exit {
             Control::Drain(d) => Some(d),
             Control::Run => None,
         };
-        if limit.is_some() && drain_base.is_none() {
-            drain_base = Some(s.sent.load(Ordering::Relaxed));
-        }
         let worker_done = s.worker_done.load(Ordering::Acquire);
         let files = {
             let store = store.clone();
@@ -113,12 +108,9 @@ async fn run(s: &Arc<Shared>, store: Arc<Store>) -> Exit {
         }
         if let Some(d) = limit {
             let empty = s.disk_entries.load(Ordering::Relaxed) == 0;
+            // The shutdown counts what was delivered and what stays on disk once this loop
+            // and the worker have ended.
             if Instant::now() >= d || (worker_done && empty && !failed_once && files.is_empty()) {
-                let persisted = s.disk_entries.load(Ordering::Relaxed);
-                let mut g = s.drained.lock().unwrap_or_else(|p| p.into_inner());
-                let r = g.get_or_insert_with(ShutdownReport::default);
-                r.persisted = persisted;
-                r.delivered += s.sent.load(Ordering::Relaxed) - drain_base.unwrap_or(0);
                 return Exit::Ended;
             }
         }

@@ -77,11 +77,18 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 fn next_seq() -> u64 {
+    seq_after(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// The next sequence number given the clock reading `now`: `now`, or one more than the last
+/// number handed out if the clock has not moved past it (same nanosecond, clock stepped back).
+fn seq_after(now: u64) -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
     let mut prev = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(prev + 1);
@@ -284,6 +291,37 @@ mod tests {
         let s2 = Store::open(tmp.path(), "audit-_", 2, u64::MAX).expect("reopen");
         assert_eq!(s2.list().expect("list").len(), 1);
         assert_ne!(s2.instance(), s.instance());
+    }
+
+    #[test]
+    fn sequence_numbers_increase_even_when_the_clock_does_not() {
+        let a = next_seq();
+        // Clock readings at or before the last number handed out: still strictly more each
+        // time (other tests may take numbers meanwhile, so only the order is checked).
+        let b = seq_after(a);
+        let c = seq_after(0);
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn removing_a_file_that_is_gone_is_fine_other_errors_are_not() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(tmp.path(), "t", 10, u64::MAX).expect("open");
+        let f = s.put(b"line\n", 1).expect("put");
+        s.remove(&f).expect("remove");
+        assert!(!f.path.exists());
+        assert_eq!(s.remove(&f), Ok(()), "already gone");
+        // A path that cannot be removed as a file (a directory).
+        let sub = s.dir().join("sub.ndjson.snappy");
+        fs::create_dir(&sub).expect("mkdir");
+        let d = StoredFile { path: sub, ..f };
+        let e = s
+            .remove(&d)
+            .expect_err("a directory is not removed as a file");
+        assert!(
+            e.starts_with(&format!("cannot delete a file in {}: ", s.dir().display())),
+            "{e}"
+        );
     }
 
     #[test]

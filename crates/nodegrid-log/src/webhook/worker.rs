@@ -348,7 +348,6 @@ async fn drain(
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> ShutdownReport {
-    let sent_before = s.sent.load(Ordering::Relaxed);
     let pending = collect_pending(s, rx, batch).await;
     let mut report = ShutdownReport::default();
     let mut left: Vec<Record> = Vec::new();
@@ -374,9 +373,6 @@ async fn drain(
                 s.stream.noun()
             ),
         );
-    }
-    if s.store.is_none() {
-        report.delivered = s.sent.load(Ordering::Relaxed) - sent_before;
     }
     report
 }
