@@ -14,12 +14,13 @@
 # Packages and their default files:
 #   nodegrid       crates/nodegrid/src/proto/*.rs and the session's timers, keepalive and
 #                  dispatch (crates/nodegrid/src/session/{timers,keepalive,dispatch}.rs)
-#   nodegrid-log   crates/nodegrid-log/src/registry.rs and crates/nodegrid-log/src/webhook/*.rs
+#   nodegrid-log   crates/nodegrid-log/src/registry.rs and the webhook's worker, disk store and
+#                  replay loop (crates/nodegrid-log/src/webhook/{worker,store,replay}.rs)
 # Environment:
 #   MUTANTS_PACKAGE      nodegrid (default) or nodegrid-log (with --ci: the commit picks one)
 #   MUTANTS_BUDGET       total wall-clock budget in seconds (default 2400); the run is stopped
 #                        after it and what was tested so far is reported
-#   MUTANTS_TIMEOUT      per-mutant test timeout in seconds (default 120)
+#   MUTANTS_TIMEOUT      per-mutant test timeout in seconds (default 60; the suites take 15 s)
 #   MUTANTS_JOBS         mutants built and tested at once (default 1: the suites use both cores)
 #   MUTANTS_TESTS        arguments for `cargo test` (default: per package, the unit tests and the
 #                        integration suites that run in seconds; see default_tests below)
@@ -63,7 +64,10 @@ default_globs() {
                 "crates/nodegrid/src/session/keepalive.rs crates/nodegrid/src/session/dispatch.rs"
             ;;
         nodegrid-log)
-            echo "crates/nodegrid-log/src/registry.rs crates/nodegrid-log/src/webhook/*.rs"
+            # The webhook's other files (state, mod, client, config, proxy, certs, backoff) have
+            # not been through a run yet: add them once their survivors are dealt with.
+            echo "crates/nodegrid-log/src/registry.rs crates/nodegrid-log/src/webhook/worker.rs" \
+                "crates/nodegrid-log/src/webhook/store.rs crates/nodegrid-log/src/webhook/replay.rs"
             ;;
         *) return 1 ;;
     esac
@@ -78,7 +82,8 @@ default_tests() {
                 "--test scenarios --test auth --test timers -- --skip diff_tests"
             ;;
         nodegrid-log)
-            echo "--lib --test registry --test webhook --test disk_queue"
+            echo "--lib --test registry --test webhook --test disk_queue --test restart" \
+                "--test concurrency --test mtls --test idle"
             ;;
         *) return 1 ;;
     esac
@@ -98,7 +103,7 @@ run() {
     local tests
     read -r -a tests <<<"${MUTANTS_TESTS:-$(default_tests "$package")}"
     local args=(mutants -p "$package" --no-shuffle
-        --timeout "${MUTANTS_TIMEOUT:-120}" --output "$out" "${extra[@]}")
+        --timeout "${MUTANTS_TIMEOUT:-60}" --output "$out" "${extra[@]}")
     local g
     for g in "${globs[@]}"; do
         args+=(--file "$g")
