@@ -72,6 +72,9 @@ async fn queue_dir_survives_a_process_restart() {
             ])
             .env(DIR_VAR, dir.path())
             .env(URL_VAR, &url)
+            // A child that hangs (as under some cargo-mutants mutants) must not outlive the
+            // test: the timeout drops the future, which kills it.
+            .kill_on_drop(true)
             .output(),
     )
     .await
