@@ -1,6 +1,9 @@
 //! End-to-end tests of the `nodegrid` binary: bench JSON for every mode, a multi-process
 //! cluster that loses and regains a node mid-run, and a node's audit trail flushed on SIGTERM.
 
+mod common;
+use common::free_port;
+
 use serde_json::Value;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -188,14 +191,6 @@ fn bench_rejects_bad_options() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--nodes must be at least 2"));
     let out = bin().args(["bench", "--duration", "-1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Node(Child);

@@ -3,6 +3,9 @@
 //! the WARN lines on stderr (exact texts) and `last_error` in the statistics on stdout. State
 //! changes are INFO, never WARNING.
 
+mod common;
+use common::free_port;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -120,14 +123,6 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Asserts that `node` logged `text` at WARNING exactly once, that it is the connection's

@@ -4,6 +4,9 @@
 //! The attacker is a grid peer inside the test process (it holds the cluster's token, as the
 //! issue's attacker did), talking to a real `nodegrid node` process.
 
+mod common;
+use common::free_port;
+
 use bytes::Bytes;
 use nodegrid::auth::Auth;
 use nodegrid::{Connection, Error, Manager, StreamOptions};
@@ -175,14 +178,6 @@ fn rand_tag() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(7);
     h.finish()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// How long after its connect the node closed one flood socket; `None` if it was still open

@@ -2,6 +2,9 @@
 //! SIGTERM stops it and flushes queued log entries) and the console flags `--quiet` and
 //! `--anonymous`.
 
+mod common;
+use common::free_port;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -13,14 +16,6 @@ use std::time::{Duration, Instant};
 /// Longest wait for any expected event.
 const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "node-test-s3cret-token";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn signal(child: &Child, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits");

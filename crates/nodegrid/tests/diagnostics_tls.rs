@@ -7,54 +7,29 @@ mod common;
 #[path = "common/log_lines.rs"]
 mod log_lines;
 
+use common::certs::{ca, cert_with_names, Ca};
 use common::{capture_logs, wait_for};
 use log_lines::{conn_warn, warns};
 use nodegrid::auth::Auth;
 use nodegrid::transport::TlsConfig;
 use nodegrid::Manager;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::Level;
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca() -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
 /// A certificate for `dns` (and 127.0.0.1 unless `dns` is given alone) signed by `ca`, written
 /// to `dir`; returns (cert, key) paths.
 fn cert(dir: &Path, name: &str, ca: &Ca, expired: bool, dns: Option<&str>) -> (PathBuf, PathBuf) {
-    let mut p = CertificateParams::new(vec![dns.unwrap_or("localhost").to_string()]).unwrap();
-    if dns.is_none() {
-        p.subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    }
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let c = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (cp, kp) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&cp, c.pem()).unwrap();
-    std::fs::write(&kp, key.serialize_pem()).unwrap();
-    (cp, kp)
+    cert_with_names(
+        dir,
+        name,
+        ca,
+        expired,
+        &[dns.unwrap_or("localhost")],
+        dns.is_none(),
+    )
 }
 
 #[derive(Clone, Copy, Debug)]

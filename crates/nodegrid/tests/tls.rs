@@ -4,64 +4,14 @@
 
 mod common;
 
+use common::certs::{ca, cert_with_names, node_cert};
 use nodegrid::auth::Auth;
 use nodegrid::handler::Request;
 use nodegrid::transport::TlsConfig;
 use nodegrid::{ConnState, Manager, RemoteError};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca() -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// Writes a node certificate (for 127.0.0.1) signed by `ca` and returns (cert, key) paths.
-fn node_cert(dir: &Path, name: &str, ca: &Ca, expired: bool) -> (PathBuf, PathBuf) {
-    cert_with_names(dir, name, ca, expired, &["localhost"], true)
-}
-
-/// A certificate signed by `ca` with the DNS names `dns` (and 127.0.0.1 if `loopback_ip`).
-fn cert_with_names(
-    dir: &Path,
-    name: &str,
-    ca: &Ca,
-    expired: bool,
-    dns: &[&str],
-    loopback_ip: bool,
-) -> (PathBuf, PathBuf) {
-    let mut p =
-        CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    if loopback_ip {
-        p.subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    }
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (c, k) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
 
 fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: clusters on loopback, quiet tracing, leak checks.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod driver;
 pub mod rawpeer;
 
