@@ -187,18 +187,8 @@ impl TokenValidator for Fixed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialer_retries_until_config_is_fixed() {
     common::init_tracing();
-    let mut ls = Vec::new();
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        hosts.push(format!("http://{}", l.local_addr().unwrap()));
-        ls.push(l);
-    }
-    let dialer_idx = if nodegrid::wire::should_dial(&hosts[0], &hosts[1]) {
-        0
-    } else {
-        1
-    };
+    let (ls, hosts) = common::listeners(2, "http").await;
+    let dialer_idx = usize::from(!nodegrid::wire::should_dial(&hosts[0], &hosts[1]));
     let token = Switchable(Arc::new(parking_lot::Mutex::new("wrong secret".into())));
     let mut nodes = Vec::new();
     for (i, l) in ls.into_iter().enumerate() {
@@ -245,13 +235,7 @@ async fn dialer_retries_until_config_is_fixed() {
 #[tokio::test]
 async fn minio_jwt_between_nodes() {
     common::init_tracing();
-    let mut ls = Vec::new();
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        hosts.push(format!("http://{}", l.local_addr().unwrap()));
-        ls.push(l);
-    }
+    let (ls, hosts) = common::listeners(2, "http").await;
     let mut nodes = Vec::new();
     for (i, l) in ls.into_iter().enumerate() {
         let m = Manager::builder(hosts[i].clone(), hosts.clone())

@@ -24,18 +24,8 @@ const TOKEN: &str = "right-token";
 
 /// Two listeners on loopback and their host strings, with the index of the node that dials.
 async fn two() -> (Vec<TcpListener>, Vec<String>, usize) {
-    let mut ls = Vec::new();
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        hosts.push(format!("http://{}", l.local_addr().unwrap()));
-        ls.push(l);
-    }
-    let d = if nodegrid::wire::should_dial(&hosts[0], &hosts[1]) {
-        0
-    } else {
-        1
-    };
+    let (ls, hosts) = common::listeners(2, "http").await;
+    let d = usize::from(!nodegrid::wire::should_dial(&hosts[0], &hosts[1]));
     (ls, hosts, d)
 }
 

@@ -16,7 +16,6 @@ use nodegrid::Manager;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tracing::Level;
 
 /// A certificate for `dns` (and 127.0.0.1 unless `dns` is given alone) signed by `ca`, written
@@ -94,18 +93,8 @@ async fn run(case: Case) {
     let (good, other) = (ca(), ca());
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, good.cert.pem()).unwrap();
-    let mut ls = Vec::new();
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        hosts.push(format!("https://{}", l.local_addr().unwrap()));
-        ls.push(l);
-    }
-    let d = if nodegrid::wire::should_dial(&hosts[0], &hosts[1]) {
-        0
-    } else {
-        1
-    };
+    let (ls, hosts) = common::listeners(2, "https").await;
+    let d = usize::from(!nodegrid::wire::should_dial(&hosts[0], &hosts[1]));
     let mut nodes = Vec::new();
     for (i, l) in ls.into_iter().enumerate() {
         let dialer = i == d;

@@ -346,13 +346,7 @@ async fn a_nodegrid_acceptor_answers_a_minio_connect_with_the_reference_bytes() 
 #[tokio::test]
 async fn nodegrid_peers_learn_each_others_message_limit() {
     common::init_tracing();
-    let mut ls = Vec::new();
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        hosts.push(format!("http://{}", l.local_addr().unwrap()));
-        ls.push(l);
-    }
+    let (ls, hosts) = common::listeners(2, "http").await;
     let limits = [1 << 20, 3 << 20];
     let mut nodes = Vec::new();
     for (i, l) in ls.into_iter().enumerate() {

@@ -39,13 +39,7 @@ async fn two_nodes(tls: [TlsConfig; 2]) -> (Vec<Manager>, Vec<String>) {
 /// Two listeners on 127.0.0.1 and their https:// host strings.
 async fn two_listeners() -> (Vec<TcpListener>, Vec<String>) {
     common::init_tracing();
-    let mut ls = Vec::new();
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        hosts.push(format!("https://{}", l.local_addr().unwrap()));
-        ls.push(l);
-    }
+    let (ls, hosts) = common::listeners(2, "https").await;
     (ls, hosts)
 }
 
@@ -76,11 +70,7 @@ fn start_nodes(
 
 /// The dialer of the pair and its connection to the other node.
 fn dialer_conn(nodes: &[Manager], hosts: &[String]) -> nodegrid::Connection {
-    let i = if nodegrid::wire::should_dial(&hosts[0], &hosts[1]) {
-        0
-    } else {
-        1
-    };
+    let i = usize::from(!nodegrid::wire::should_dial(&hosts[0], &hosts[1]));
     nodes[i].connection(&hosts[1 - i]).unwrap()
 }
 
@@ -265,11 +255,7 @@ async fn mtls_client_certificate_must_name_the_claimed_host() {
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.cert.pem()).unwrap();
     let (ls, hosts) = two_listeners().await;
-    let dialer = if nodegrid::wire::should_dial(&hosts[0], &hosts[1]) {
-        0
-    } else {
-        1
-    };
+    let dialer = usize::from(!nodegrid::wire::should_dial(&hosts[0], &hosts[1]));
     // The dialer's certificate is CA-signed but names only evil.example; as a client it still
     // trusts the acceptor's certificate for 127.0.0.1.
     let tls: [TlsConfig; 2] = std::array::from_fn(|i| {

@@ -10,6 +10,18 @@ use nodegrid::{GridConfig, Manager};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// `n` listeners on loopback ports and their host strings with `scheme` (`http` or `https`).
+pub async fn listeners(n: usize, scheme: &str) -> (Vec<TcpListener>, Vec<String>) {
+    let mut ls = Vec::new();
+    let mut hosts = Vec::new();
+    for _ in 0..n {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        hosts.push(format!("{scheme}://{}", l.local_addr().unwrap()));
+        ls.push(l);
+    }
+    (ls, hosts)
+}
+
 /// Installs the process's subscriber (once): the test writer at ERROR level unless RUST_LOG is
 /// set (tests stay quiet), plus the capture of every WARN and above for [`capture_logs`].
 pub fn init_tracing() {
