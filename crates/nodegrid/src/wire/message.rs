@@ -290,7 +290,13 @@ impl Message {
     /// payload or trailers, and without checking its size or CRC. Used to answer a message too
     /// large to be read whole.
     pub fn decode_header(prefix: &[u8]) -> Result<MessageHeader, DecodeError> {
-        let mut r = Reader::new(prefix);
+        Self::read_header(&mut Reader::new(prefix))
+    }
+
+    /// Reads the tuple up to the payload's bytes: the one reading of the tuple's fields, for
+    /// [`Message::decode_header`] and for the full decode.
+    #[inline(always)]
+    fn read_header(r: &mut Reader<'_>) -> Result<MessageHeader, DecodeError> {
         let n = r.array_len("message tuple")?;
         if n != 7 {
             return Err(DecodeError::WrongTupleLen(n));
@@ -326,17 +332,11 @@ impl Message {
         limits: &Limits,
     ) -> Result<(Message, std::ops::Range<usize>), DecodeError> {
         let mut r = Reader::new(buf);
-        let n = r.array_len("message tuple")?;
-        if n != 7 {
-            return Err(DecodeError::WrongTupleLen(n));
-        }
-        let mux_id = r.uint("MuxID", u64::MAX)?;
-        let seq = r.uint("Seq", u32::MAX as u64)? as u32;
-        let deadline_ms = r.uint("DeadlineMS", u32::MAX as u64)? as u32;
-        let handler = r.uint("Handler", u8::MAX as u64)? as u8;
-        let op = Op::from_u8(r.uint("Op", u8::MAX as u64)? as u8);
-        let flags = Flags(r.uint("Flags", u8::MAX as u64)? as u8);
-        let payload_range = r.bin_range("Payload")?;
+        let h = Self::read_header(&mut r)?;
+        let payload_start = r.pos();
+        r.take(h.payload_len, "Payload")?;
+        let payload_range = payload_start..payload_start + h.payload_len;
+        let (op, flags) = (h.op, h.flags);
         let tuple_end = r.pos();
         // A merged envelope may exceed the per-message limit by the merge budget.
         let max = if op == Op::Merged {
@@ -382,10 +382,10 @@ impl Message {
             None
         };
         let msg = Message {
-            mux_id,
-            seq,
-            deadline_ms,
-            handler,
+            mux_id: h.mux_id,
+            seq: h.seq,
+            deadline_ms: h.deadline_ms,
+            handler: h.handler,
             op,
             flags,
             payload: buf.slice(payload_range),
