@@ -7,6 +7,9 @@
 //! the attacker did): HTTP upgrade, grid Connect, then raw WebSocket frames over TCP on
 //! loopback. Every flood is bounded in time and count.
 
+mod common;
+use common::free_port;
+
 use bytes::{Bytes, BytesMut};
 use nodegrid::wire::{encode_merged, ConnectRequest, Flags, GridTime, Message, Op};
 use nodegrid::GridConfig;
@@ -36,11 +39,7 @@ impl Drop for Node {
 
 /// A `nodegrid node` whose host list has one more host (`fake`), which dials it.
 fn start_node() -> Node {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let host = format!("http://127.0.0.1:{port}");
     let fake = (20000..30000)
         .map(|p| format!("http://127.0.0.2:{p}"))

@@ -42,11 +42,7 @@ impl Node {
 async fn node_and_peer() -> (Node, Manager, Connection) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer_host = format!("http://{}", l.local_addr().unwrap());
-    let node_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let node_port = free_port();
     let node_host = format!("http://127.0.0.1:{node_port}");
     let hosts = format!("{node_host},{peer_host}");
     let node = Node(
@@ -234,6 +230,13 @@ fn flood_while_benching(tls: bool) {
         ],
         None => Vec::new(),
     };
+    // The node's log goes to a file, read only if the test fails (a pipe nobody reads could
+    // fill and stall the node).
+    let node_log = std::env::temp_dir().join(format!(
+        "ng-hardening-node-{}-{}.log",
+        std::process::id(),
+        rand_tag()
+    ));
     let mut node = Node(
         Command::new(env!("CARGO_BIN_EXE_nodegrid"))
             .args(["node", "--local", &node_host, "--hosts", &hosts])
@@ -241,11 +244,11 @@ fn flood_while_benching(tls: bool) {
             .args(&tls_args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&node_log).unwrap())
             .spawn()
             .unwrap(),
     );
-    let bench = Command::new(env!("CARGO_BIN_EXE_nodegrid"))
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_nodegrid"))
         .args(["bench", "--local", &bench_host, "--hosts", &hosts])
         .args(["--auth-token", TOKEN, "--duration", "15", "--warmup", "0.5"])
         .args(["--concurrency", "8", "--json"])
@@ -266,7 +269,17 @@ fn flood_while_benching(tls: bool) {
             break;
         }
     }
-    assert!(connected, "the bench never connected to the node");
+    if !connected {
+        let status = node.0.try_wait();
+        let _ = bench.kill();
+        let bench_out = bench.wait_with_output().unwrap();
+        panic!(
+            "the bench never connected to the node (ports {node_port}, {bench_port}); node: \
+             {status:?}, its log:\n{}\nbench stderr:\n{}",
+            std::fs::read_to_string(&node_log).unwrap_or_default(),
+            String::from_utf8_lossy(&bench_out.stderr)
+        );
+    }
     let addr: SocketAddr = format!("127.0.0.1:{node_port}").parse().unwrap();
     let limit = Duration::from_secs(10) + Duration::from_secs(1);
     let half: &'static [u8] = if tls {
@@ -345,6 +358,7 @@ fn flood_while_benching(tls: bool) {
     if let Some((dir, _, _)) = files {
         let _ = std::fs::remove_dir_all(dir);
     }
+    let _ = std::fs::remove_file(node_log);
 }
 
 #[test]
