@@ -11,14 +11,12 @@ mod common;
 
 use bytes::Bytes;
 use common::driver::{Driver, StreamPongs};
-use common::rawpeer::dialing_host_for;
-use nodegrid::auth::Auth;
 use nodegrid::handler::Request;
 use nodegrid::transport::MemoryNetwork;
 use nodegrid::wire::{Flags, Message, Op};
 use nodegrid::{
-    Error, GridConfig, Manager, RemoteError, StreamContext, StreamInput, StreamOptions,
-    StreamOutput, StreamSpec,
+    Error, Manager, RemoteError, StreamContext, StreamInput, StreamOptions, StreamOutput,
+    StreamSpec,
 };
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -45,16 +43,9 @@ struct Node {
 }
 
 async fn node() -> Node {
-    common::init_tracing();
-    let net = MemoryNetwork::new();
-    let host = "http://node0:9000".to_string();
-    let fake = dialing_host_for(&host, &[]);
-    let m = Manager::builder(host.clone(), vec![host.clone(), fake.clone()])
-        .auth(Auth::shared_token("live"))
-        .config(GridConfig::default())
-        .dialer(net.dialer(&host))
-        .build()
-        .unwrap();
+    let common::MemoryNode {
+        net, m, host, fake, ..
+    } = common::memory_node("live");
     let (tx, events) = mpsc::unbounded_channel();
     let t = tx.clone();
     m.register_single(BLOCK, move |r: Request| {

@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::driver::{Driver, StreamPongs};
-use common::rawpeer::{dialing_host_for, RawPeer};
+use common::rawpeer::RawPeer;
 use common::wait_for;
 use nodegrid::auth::Auth;
 use nodegrid::handler::Request;
@@ -122,15 +122,9 @@ fn register(m: &Manager, tx: mpsc::UnboundedSender<String>) {
 }
 
 async fn node() -> Node {
-    common::init_tracing();
-    let net = MemoryNetwork::new();
-    let host = "http://node0:9000".to_string();
-    let fake = dialing_host_for(&host, &[]);
-    let m = Manager::builder(host.clone(), vec![host.clone(), fake.clone()])
-        .auth(Auth::shared_token("scn"))
-        .dialer(net.dialer(&host))
-        .build()
-        .unwrap();
+    let common::MemoryNode {
+        net, m, host, fake, ..
+    } = common::memory_node("scn");
     let (tx, events) = mpsc::unbounded_channel();
     register(&m, tx);
     net.attach(&m);

@@ -502,15 +502,13 @@ async fn single_requests_default_to_a_60_s_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn pings_and_pongs_without_payload_are_accepted() {
-    common::init_tracing();
-    let net = MemoryNetwork::new();
-    let node = "http://node0:9000".to_string();
-    let fake = dialing_host_for(&node, &[]);
-    let m = Manager::builder(node.clone(), vec![node.clone(), fake.clone()])
-        .auth(Auth::shared_token("sim"))
-        .dialer(net.dialer(&node))
-        .build()
-        .unwrap();
+    let common::MemoryNode {
+        net,
+        m,
+        host: node,
+        fake,
+        ..
+    } = common::memory_node("sim");
     net.attach(&m);
     let io = net.connect_raw(&fake, &node).unwrap();
     let (mut p, _) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "sim").await;
@@ -560,15 +558,13 @@ async fn pings_and_pongs_without_payload_are_accepted() {
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_hangs_up_before_connect_gets_nothing() {
-    common::init_tracing();
-    let net = MemoryNetwork::new();
-    let node = "http://node0:9000".to_string();
-    let fake = dialing_host_for(&node, &[]);
-    let m = Manager::builder(node.clone(), vec![node.clone(), fake.clone()])
-        .auth(Auth::shared_token("sim"))
-        .dialer(net.dialer(&node))
-        .build()
-        .unwrap();
+    let common::MemoryNode {
+        net,
+        m,
+        host: node,
+        fake,
+        ..
+    } = common::memory_node("sim");
     net.attach(&m);
     let io = net.connect_raw(&fake, &node).unwrap();
     let (mut p, code) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "sim").await;

@@ -13,12 +13,10 @@ mod common;
 
 use bytes::Bytes;
 use common::driver::{Driver, StreamPongs};
-use common::rawpeer::{dialing_host_for, RawPeer};
-use nodegrid::auth::Auth;
+use common::rawpeer::RawPeer;
 use nodegrid::handler::Request;
-use nodegrid::transport::MemoryNetwork;
 use nodegrid::wire::{Flags, GridTime, Message, Op, PingPayload, PongPayload};
-use nodegrid::{CallOptions, GridConfig, Manager, RemoteError, StreamOptions};
+use nodegrid::{CallOptions, RemoteError, StreamOptions};
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::time::Instant;
@@ -30,45 +28,41 @@ const SLEEP: u8 = 22;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-struct Node {
-    net: MemoryNetwork,
-    m: Manager,
-    host: String,
-    fake: String,
-}
+type Node = common::MemoryNode;
 
 fn node() -> Node {
-    common::init_tracing();
-    let net = MemoryNetwork::new();
-    let host = "http://node0:9000".to_string();
-    let fake = dialing_host_for(&host, &[]);
-    let m = Manager::builder(host.clone(), vec![host.clone(), fake.clone()])
-        .auth(Auth::shared_token("timers"))
-        .config(GridConfig::default())
-        .dialer(net.dialer(&host))
-        .build()
-        .unwrap();
-    m.register_single(SLEEP, |_r: Request| async {
+    let n = common::memory_node("timers");
+    n.m.register_single(SLEEP, |_r: Request| async {
         tokio::time::sleep(SECS(5)).await;
         Ok::<_, RemoteError>(Bytes::from_static(b"slept"))
     })
     .unwrap();
-    net.attach(&m);
-    Node { net, m, host, fake }
+    n.net.attach(&n.m);
+    n
 }
 
 /// A raw peer connected to the node, handshake done; returns it and the session's start.
 async fn raw_peer(n: &Node) -> (RawPeer<DuplexStream>, Instant) {
     let io = n.net.connect_raw(&n.fake, &n.host).unwrap();
-    let (mut p, code) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", "timers").await;
+    let (mut p, code) = RawPeer::upgrade(io, "node0:9000", "/minio/grid/v1", n.token).await;
     assert_eq!(code, 101);
-    let r = p.handshake(&n.fake, "timers", GridTime::now()).await;
+    let r = p.handshake(&n.fake, n.token, GridTime::now()).await;
     assert!(r.accepted, "{}", r.rejected_reason);
     (p, Instant::now())
 }
 
 fn wall_ms() -> u64 {
     (GridTime::now().unix_nanos() / 1_000_000) as u64
+}
+
+/// The raw peer as a [`Driver`] (stream pings unanswered), the session's start, and the
+/// node's connection to it, connected.
+async fn driver(n: &Node) -> (Driver, Instant, nodegrid::Connection) {
+    let d = n.driver(StreamPongs::Never).await;
+    let t0 = Instant::now();
+    let conn = n.m.connection(&n.fake).unwrap();
+    conn.wait_connected(SECS(5)).await.unwrap();
+    (d, t0, conn)
 }
 
 /// `d` in milliseconds, for messages that compare instants.
@@ -166,10 +160,7 @@ async fn a_peer_that_never_answers_pings_is_dropped_at_30_s() {
 #[tokio::test(start_paused = true)]
 async fn caller_streams_are_pinged_every_15_s_and_dropped_after_30_s_idle() {
     let n = node();
-    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "timers", StreamPongs::Never).await;
-    let t0 = Instant::now();
-    let conn = n.m.connection(&n.fake).unwrap();
-    conn.wait_connected(SECS(5)).await.unwrap();
+    let (mut d, t0, conn) = driver(&n).await;
     let mut s = conn
         .open_stream(REMOTE, None, StreamOptions::new().capacities(0, 1))
         .await
@@ -235,10 +226,7 @@ fn call_unanswered(
 #[tokio::test(start_paused = true)]
 async fn short_deadlines_expire_exactly_and_long_ones_on_the_next_sweep_tick() {
     let n = node();
-    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "timers", StreamPongs::Never).await;
-    let t0 = Instant::now();
-    let conn = n.m.connection(&n.fake).unwrap();
-    conn.wait_connected(SECS(5)).await.unwrap();
+    let (mut d, t0, conn) = driver(&n).await;
     // Off the sweep's 100 ms grid (it ticks every 100 ms from the session's start).
     tokio::time::sleep(Duration::from_millis(50)).await;
     let short = call_unanswered(&conn, SECS(1), t0);
@@ -278,7 +266,7 @@ async fn short_deadlines_expire_exactly_and_long_ones_on_the_next_sweep_tick() {
 #[tokio::test(start_paused = true)]
 async fn a_request_without_a_deadline_runs_until_its_handler_answers() {
     let n = node();
-    let mut d = Driver::connect(&n.net, &n.fake, &n.host, "timers", StreamPongs::Never).await;
+    let mut d = n.driver(StreamPongs::Never).await;
     let t0 = Instant::now();
     for (mux, deadline_ms, want, at) in [
         // No deadline (0): answered after the handler's 5 s.

@@ -6,9 +6,49 @@ pub mod driver;
 pub mod rawpeer;
 
 use nodegrid::auth::Auth;
+use nodegrid::transport::MemoryNetwork;
 use nodegrid::{GridConfig, Manager};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// A node `http://node0:9000` on a new in-memory network, whose host list also names `fake`,
+/// a raw test peer that dials it (`rawpeer::dialing_host_for`). Not attached to the network
+/// yet: register handlers, then `net.attach(&m)`.
+pub struct MemoryNode {
+    pub net: MemoryNetwork,
+    pub m: Manager,
+    pub host: String,
+    pub fake: String,
+    /// The shared token of both.
+    pub token: &'static str,
+}
+
+/// A [`MemoryNode`] with the default configuration and the shared token `token`.
+pub fn memory_node(token: &'static str) -> MemoryNode {
+    init_tracing();
+    let net = MemoryNetwork::new();
+    let host = "http://node0:9000".to_string();
+    let fake = rawpeer::dialing_host_for(&host, &[]);
+    let m = Manager::builder(host.clone(), vec![host.clone(), fake.clone()])
+        .auth(Auth::shared_token(token))
+        .dialer(net.dialer(&host))
+        .build()
+        .unwrap();
+    MemoryNode {
+        net,
+        m,
+        host,
+        fake,
+        token,
+    }
+}
+
+impl MemoryNode {
+    /// The raw peer, connected and past the handshake, driven by a [`driver::Driver`].
+    pub async fn driver(&self, pongs: driver::StreamPongs) -> driver::Driver {
+        driver::Driver::connect(&self.net, &self.fake, &self.host, self.token, pongs).await
+    }
+}
 
 /// `n` listeners on loopback ports and their host strings with `scheme` (`http` or `https`).
 pub async fn listeners(n: usize, scheme: &str) -> (Vec<TcpListener>, Vec<String>) {
