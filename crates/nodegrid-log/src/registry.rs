@@ -524,6 +524,11 @@ mod tests {
         text.lines().filter(|l| l.contains(needle)).count()
     }
 
+    /// Asserts that exactly one line of `text` contains `needle`.
+    fn assert_once(text: &str, needle: &str) {
+        assert_eq!(count(text, needle), 1, "{needle} in:\n{text}");
+    }
+
     /// The periodic summary reports exact deltas (dropped + failed) once per change: nothing
     /// while a count stays the same, system targets and subscriber misses on the console,
     /// audit targets as a `SYSTEM.audit` warning in the system log.
@@ -551,28 +556,20 @@ mod tests {
         reg.start_drop_summary(Duration::from_millis(20));
         logger.ticks(4).await;
         let text = cap.contents();
-        assert_eq!(
-            count(
-                &text,
-                "console: log subscribers missed 3 entries in the last 20ms (3 in total)"
-            ),
-            1,
-            "{text}"
+        assert_once(
+            &text,
+            "console: log subscribers missed 3 entries in the last 20ms (3 in total)",
         );
-        assert_eq!(count(&text, "log subscribers missed"), 1, "{text}");
-        assert_eq!(
-            count(
-                &text,
-                "logger-f: 5 entries lost in the last 20ms (dropped or given up; 5 in total)"
-            ),
-            1,
-            "{text}"
+        assert_once(&text, "log subscribers missed");
+        assert_once(
+            &text,
+            "logger-f: 5 entries lost in the last 20ms (dropped or given up; 5 in total)",
         );
         assert_eq!(count(&text, "entries lost"), 2, "{text}");
         assert_eq!(count(&text, "console: 0 entries lost"), 0, "{text}");
         let audit_line =
             "audit-f: 5 entries lost in the last 20ms (dropped or given up; 5 in total)";
-        assert_eq!(count(&text, audit_line), 1, "{text}");
+        assert_once(&text, audit_line);
         // The audit summary went to the system list as a warning entry.
         let got: Vec<Arc<LogEntry>> = logger
             .got
@@ -599,13 +596,9 @@ mod tests {
         *logger.lost.lock().expect("lock") = (4, 3);
         logger.ticks(3).await;
         let text = cap.contents();
-        assert_eq!(
-            count(
-                &text,
-                "logger-f: 2 entries lost in the last 20ms (dropped or given up; 7 in total)"
-            ),
-            1,
-            "{text}"
+        assert_once(
+            &text,
+            "logger-f: 2 entries lost in the last 20ms (dropped or given up; 7 in total)",
         );
         assert_eq!(count(&text, "entries lost"), 3, "{text}");
     }

@@ -41,15 +41,7 @@ fn disk(url: &str, dir: &std::path::Path) -> WebhookConfigBuilder {
 }
 
 fn start(b: WebhookConfigBuilder) -> (WebhookTarget, nodegrid_log::Capture) {
-    let (c, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
-        b.build().expect("cfg"),
-        &Identity::default(),
-        Arc::new(c),
-    )
-    .expect("start");
-    (t, cap)
+    audit_target(b.build().expect("cfg"))
 }
 
 /// LOGGING.md §6: the directory gets 0770; files 0660 (the spec's 0770 without the execute

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use nodegrid_log::test_support::{Target, WebhookTarget};
-use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
-};
+use nodegrid_log::test_support::Target;
+use nodegrid_log::{AuditEntry, Record, WebhookConfig};
 
 /// User + system CPU time of this process so far (Linux, `/proc/self/stat`).
 fn cpu_time() -> Duration {
@@ -35,18 +33,13 @@ async fn an_idle_disk_queue_target_does_not_spin() {
     quiet();
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
+    let (t, _cap) = audit_target(
         WebhookConfig::builder("_", r.url("/"))
             .queue_dir(dir.path())
             .replay_interval(Duration::from_secs(60))
             .build()
             .expect("cfg"),
-        &Identity::default(),
-        Arc::new(console),
-    )
-    .expect("start");
+    );
     t.send(Record::Audit(Arc::new(AuditEntry::new())))
         .expect("accepted");
     bounded(r.wait_lines(1)).await;

@@ -116,19 +116,14 @@ fn https(r: &Receiver) -> String {
 async fn delivers_with_the_right_client_certificate_and_picks_up_rotation() {
     let s = setup().await;
     let der_a = write_client(&s.ca, "client-a", &s.cert, &s.key);
-    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
+    let (t, _cap) = audit_target(
         WebhookConfig::builder("_", https(&s.receiver))
             .ca_cert(&s.ca_file)
             .client_cert(&s.cert, &s.key)
             .cert_reload_interval(Duration::from_millis(50))
             .build()
             .expect("cfg"),
-        &Identity::default(),
-        Arc::new(console),
-    )
-    .expect("start");
+    );
     t.send(rec()).expect("accepted");
     bounded(s.receiver.wait_lines(1)).await;
     assert_eq!(
@@ -187,19 +182,14 @@ async fn expect_rejected(s: &Setup, t: WebhookTarget, cap: nodegrid_log::Capture
 #[tokio::test]
 async fn fails_without_a_client_certificate() {
     let s = setup().await;
-    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
+    let (t, cap) = audit_target(
         WebhookConfig::builder("_", https(&s.receiver))
             .ca_cert(&s.ca_file)
             .max_retry(1)
             .retry_interval(Duration::from_millis(20))
             .build()
             .expect("cfg"),
-        &Identity::default(),
-        Arc::new(console),
-    )
-    .expect("start");
+    );
     expect_rejected(&s, t, cap).await;
 }
 
@@ -208,9 +198,7 @@ async fn fails_with_a_certificate_from_another_ca() {
     let s = setup().await;
     let other = ca("other ca");
     write_client(&other, "intruder", &s.cert, &s.key);
-    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
+    let (t, cap) = audit_target(
         WebhookConfig::builder("_", https(&s.receiver))
             .ca_cert(&s.ca_file)
             .client_cert(&s.cert, &s.key)
@@ -218,10 +206,7 @@ async fn fails_with_a_certificate_from_another_ca() {
             .retry_interval(Duration::from_millis(20))
             .build()
             .expect("cfg"),
-        &Identity::default(),
-        Arc::new(console),
-    )
-    .expect("start");
+    );
     expect_rejected(&s, t, cap).await;
 }
 

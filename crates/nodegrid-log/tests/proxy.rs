@@ -10,10 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use nodegrid_log::test_support::{Target, WebhookTarget};
-use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
-};
+use nodegrid_log::test_support::Target;
+use nodegrid_log::{AuditEntry, Record, WebhookConfig};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,13 +107,6 @@ fn ids(r: &Receiver) -> Vec<u64> {
         .collect()
 }
 
-fn start(cfg: WebhookConfig) -> (WebhookTarget, nodegrid_log::Capture) {
-    let (c, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t =
-        WebhookTarget::start(Stream::Audit, cfg, &Identity::default(), Arc::new(c)).expect("start");
-    (t, cap)
-}
-
 /// `proxy` key, http endpoint: requests go to the proxy in absolute form, with the proxy's
 /// credentials. Before: the `proxy` key was refused ("not supported yet").
 #[tokio::test]
@@ -129,7 +120,7 @@ async fn http_endpoint_through_the_proxy_key() {
         .build()
         .expect("cfg");
     assert!(!format!("{cfg:?}").contains("pa55"), "{cfg:?}");
-    let (t, _cap) = start(cfg);
+    let (t, _cap) = audit_target(cfg);
     for i in 0..3 {
         t.send(rec(i)).expect("accepted");
     }
@@ -175,7 +166,7 @@ async fn https_endpoint_through_a_connect_tunnel() {
     .expect("server cert");
     let r = Receiver::start_tls(Arc::new(server)).await;
     let (paddr, log) = start_proxy().await;
-    let (t, _cap) = start(
+    let (t, _cap) = audit_target(
         WebhookConfig::builder("_", format!("https://{HOST}:{}/", r.addr.port()))
             .ca_cert(&ca_file)
             .proxy(format!("http://u:s3cret@{paddr}"))
@@ -208,7 +199,7 @@ async fn child_sends_with_the_proxy_environment() {
     let (Ok(url), Ok(expect)) = (std::env::var(PROXY_VAR), std::env::var(EXPECT_VAR)) else {
         return;
     };
-    let (t, cap) = start(
+    let (t, cap) = audit_target(
         WebhookConfig::builder("_", url)
             .retry_interval(Duration::from_millis(20))
             .build()

@@ -35,6 +35,15 @@ fn fast(key: &str, url: String) -> nodegrid_log::WebhookConfigBuilder {
         .retry_interval(Duration::from_millis(50))
 }
 
+/// A registry whose system log goes to a capturing console and to one webhook, `cfg`.
+fn logging_to(cfg: nodegrid_log::WebhookConfigBuilder) -> (Arc<Registry>, nodegrid_log::Capture) {
+    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
+    let reg = Registry::new(console, Identity::default());
+    reg.update_webhooks(Stream::Logger, vec![cfg.build().expect("cfg")])
+        .expect("logger");
+    (reg, cap)
+}
+
 /// The layer maps levels and fields, fills request info, skips DEBUG, and the console
 /// prints the entry (JSON mode) — no server needed.
 #[test]
@@ -482,17 +491,11 @@ async fn lost_entries_are_summarised_periodically() {
 async fn full_queue_and_refused_endpoint_are_reported_once_per_class() {
     quiet();
     let addr = free_addr().await;
-    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let reg = Registry::new(console, Identity::default());
-    reg.update_webhooks(
-        Stream::Logger,
-        vec![fast("x", format!("http://{addr}/"))
+    let (reg, cap) = logging_to(
+        fast("x", format!("http://{addr}/"))
             .queue_size(2)
-            .retry_interval(Duration::from_millis(20))
-            .build()
-            .expect("cfg")],
-    )
-    .expect("logger");
+            .retry_interval(Duration::from_millis(20)),
+    );
     for i in 0..50 {
         let mut e = nodegrid_log::LogEntry::new(nodegrid_log::Kind::Warning);
         e.message = format!("entry {i}");
@@ -761,17 +764,11 @@ async fn shutdown_reports_delivered_dropped_and_persisted_entries() {
     // Delivered: three entries wait in the queue (the flush interval is long) until the
     // shutdown flushes them.
     let r = Receiver::start().await;
-    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let reg = Registry::new(console, Identity::default());
-    reg.update_webhooks(
-        Stream::Logger,
-        vec![fast("d", r.url("/"))
+    let (reg, cap) = logging_to(
+        fast("d", r.url("/"))
             .batch_size(10)
-            .flush_interval(Duration::from_secs(60))
-            .build()
-            .expect("cfg")],
-    )
-    .expect("logger");
+            .flush_interval(Duration::from_secs(60)),
+    );
     for i in 0..3 {
         reg.log(entry(i));
     }
@@ -793,18 +790,12 @@ async fn shutdown_reports_delivered_dropped_and_persisted_entries() {
 
     // Dropped: nothing listens.
     let addr = free_addr().await;
-    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let reg = Registry::new(console, Identity::default());
-    reg.update_webhooks(
-        Stream::Logger,
-        vec![fast("x", format!("http://{addr}/"))
+    let (reg, cap) = logging_to(
+        fast("x", format!("http://{addr}/"))
             .batch_size(10)
             .flush_interval(Duration::from_secs(60))
-            .retry_interval(Duration::from_millis(20))
-            .build()
-            .expect("cfg")],
-    )
-    .expect("logger");
+            .retry_interval(Duration::from_millis(20)),
+    );
     for i in 0..3 {
         reg.log(entry(i));
     }
@@ -826,16 +817,7 @@ async fn shutdown_reports_delivered_dropped_and_persisted_entries() {
 
     // Persisted: the batches wait in the disk queue.
     let dir = tempfile::tempdir().expect("tempdir");
-    let (console, cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let reg = Registry::new(console, Identity::default());
-    reg.update_webhooks(
-        Stream::Logger,
-        vec![fast("p", format!("http://{addr}/"))
-            .queue_dir(dir.path())
-            .build()
-            .expect("cfg")],
-    )
-    .expect("logger");
+    let (reg, cap) = logging_to(fast("p", format!("http://{addr}/")).queue_dir(dir.path()));
     for i in 0..3 {
         reg.log(entry(i));
     }

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use nodegrid_log::test_support::{Target, WebhookTarget};
-use nodegrid_log::{
-    AuditEntry, ConsoleMode, ConsoleTarget, Identity, Record, Stream, WebhookConfig,
-};
+use nodegrid_log::test_support::Target;
+use nodegrid_log::{AuditEntry, Record, WebhookConfig};
 
 const DIR_VAR: &str = "NODEGRID_LOG_TEST_QUEUE_DIR";
 const URL_VAR: &str = "NODEGRID_LOG_TEST_URL";
@@ -35,14 +33,7 @@ async fn child_writes_while_receiver_is_down() {
     let (Ok(dir), Ok(url)) = (std::env::var(DIR_VAR), std::env::var(URL_VAR)) else {
         return;
     };
-    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
-        config(&url, &dir),
-        &Identity::default(),
-        Arc::new(console),
-    )
-    .expect("start");
+    let (t, _cap) = audit_target(config(&url, &dir));
     for i in 0..N {
         let mut e = AuditEntry::new();
         e.tags.insert("id".into(), i.into());
@@ -85,14 +76,7 @@ async fn queue_dir_survives_a_process_restart() {
     assert!(text.contains("1 passed"), "child ran its test: {text}");
 
     let r = Receiver::start_on(addr).await;
-    let (console, _cap) = ConsoleTarget::capture(ConsoleMode::Json);
-    let t = WebhookTarget::start(
-        Stream::Audit,
-        config(&url, &dir.path().to_string_lossy()),
-        &Identity::default(),
-        Arc::new(console),
-    )
-    .expect("start");
+    let (t, _cap) = audit_target(config(&url, &dir.path().to_string_lossy()));
     bounded(r.wait_lines(N as usize)).await;
     eventually("all replayed", || t.stats().sent == N).await;
     let ids: Vec<u64> = r

@@ -646,35 +646,30 @@ async fn shutdown_releasing(t: &WebhookTarget, r: &Receiver) -> nodegrid_log::Sh
 #[tokio::test]
 async fn shutdown_counts_the_request_in_flight_as_delivered() {
     quiet();
-    let r = Receiver::start().await;
-    r.set_mode(HOLD);
     let (c, _cap) = console();
-    let t = start(WebhookConfig::builder("_", r.url("/")), &c);
-    t.send(rec(0)).expect("accepted");
-    bounded(r.wait_arrivals(1)).await;
-    let report = shutdown_releasing(&t, &r).await;
-    assert_eq!(
-        (report.delivered, report.persisted, report.dropped),
-        (1, 0, 0)
-    );
-    assert_eq!(ids(&r.lines()), vec![0]);
-
-    let r = Receiver::start().await;
-    r.set_mode(HOLD);
     let dir = tempfile::tempdir().expect("tempdir");
-    let t = start(
-        WebhookConfig::builder("_", r.url("/")).queue_dir(dir.path()),
-        &c,
-    );
-    t.send(rec(1)).expect("accepted");
-    bounded(r.wait_arrivals(1)).await;
-    let report = shutdown_releasing(&t, &r).await;
-    assert_eq!(
-        (report.delivered, report.persisted, report.dropped),
-        (1, 0, 0)
-    );
-    assert_eq!(ids(&r.lines()), vec![1]);
-    assert_eq!(t.stats().disk_queue_files, 0);
+    for (id, queue_dir) in [(0, None), (1, Some(dir.path()))] {
+        let r = Receiver::start().await;
+        r.set_mode(HOLD);
+        let b = WebhookConfig::builder("_", r.url("/"));
+        let t = start(
+            match queue_dir {
+                Some(d) => b.queue_dir(d),
+                None => b,
+            },
+            &c,
+        );
+        t.send(rec(id)).expect("accepted");
+        bounded(r.wait_arrivals(1)).await;
+        let report = shutdown_releasing(&t, &r).await;
+        assert_eq!(
+            (report.delivered, report.persisted, report.dropped),
+            (1, 0, 0),
+            "queue_dir {queue_dir:?}"
+        );
+        assert_eq!(ids(&r.lines()), vec![id]);
+        assert_eq!(t.stats().disk_queue_files, 0);
+    }
 }
 
 /// A batch completed by entries sent while the previous request was in flight goes out at

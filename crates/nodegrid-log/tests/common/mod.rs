@@ -291,6 +291,24 @@ pub async fn free_addr() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
+/// An audit webhook target for `cfg`, reporting its failures to a console that captures them.
+pub fn audit_target(
+    cfg: nodegrid_log::WebhookConfig,
+) -> (
+    nodegrid_log::test_support::WebhookTarget,
+    nodegrid_log::Capture,
+) {
+    let (console, cap) = nodegrid_log::ConsoleTarget::capture(nodegrid_log::ConsoleMode::Json);
+    let t = nodegrid_log::test_support::WebhookTarget::start(
+        nodegrid_log::Stream::Audit,
+        cfg,
+        &nodegrid_log::Identity::default(),
+        Arc::new(console),
+    )
+    .expect("start");
+    (t, cap)
+}
+
 /// Checks the counter invariant of a stats snapshot.
 pub fn check_invariant(s: &nodegrid_log::TargetStats) {
     assert_eq!(
