@@ -133,20 +133,28 @@ run() {
     esac
 }
 
+ci=false
 if [ "${1:-}" = "--ci" ]; then
-    # Tested in place (the CI checkout is thrown away; ./target is warm from the test step),
-    # without a baseline run (the test step just passed). Refuse a tree with changes in the
-    # mutated files, and put them back afterwards even if the run was stopped.
-    per_run="${MUTANTS_CI_MUTANTS:-8}"
+    ci=true
+    # The commit hash picks the package (modulo 2) and, below, the shard.
     hash="$(git rev-parse HEAD)"
     pick=$(( 16#${hash:0:8} ))
     packages=(nodegrid nodegrid-log)
     package="${MUTANTS_PACKAGE:-${packages[$(( pick % 2 ))]}}"
     pick=$(( pick / 2 ))
-    if ! default_globs "$package" >/dev/null; then
-        echo "MUTANTS_PACKAGE must be nodegrid or nodegrid-log" >&2
-        exit 1
-    fi
+else
+    package="${MUTANTS_PACKAGE:-nodegrid}"
+fi
+if ! default_globs "$package" >/dev/null; then
+    echo "MUTANTS_PACKAGE must be nodegrid or nodegrid-log" >&2
+    exit 1
+fi
+
+if $ci; then
+    # Tested in place (the CI checkout is thrown away; ./target is warm from the test step),
+    # without a baseline run (the test step just passed). Refuse a tree with changes in the
+    # mutated files, and put them back afterwards even if the run was stopped.
+    per_run="${MUTANTS_CI_MUTANTS:-8}"
     read -r -a globs <<<"$(default_globs "$package")"
     files=()
     list=(mutants -p "$package" --list)
@@ -183,11 +191,6 @@ if [ "${1:-}" = "--ci" ]; then
     exit $rc
 fi
 
-package="${MUTANTS_PACKAGE:-nodegrid}"
-if ! default_globs "$package" >/dev/null; then
-    echo "MUTANTS_PACKAGE must be nodegrid or nodegrid-log" >&2
-    exit 1
-fi
 globs=("$@")
 if [ ${#globs[@]} -eq 0 ]; then
     read -r -a globs <<<"$(default_globs "$package")"
